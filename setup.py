@@ -1,0 +1,27 @@
+"""seqtrain: recurrent sequence classifiers for production, on TensorFlow 2.
+
+The four top-level packages (`data`, `models`, `trainer`, `export`) are laid out the way a
+Vertex AI custom-training Python package expects: `python -m trainer.task` is the entry point.
+"""
+
+from setuptools import setup
+
+setup(
+    name="seqtrain",
+    version="0.1.0",
+    description="Train, export and serve recurrent sequence classifiers with TensorFlow 2",
+    python_requires=">=3.10",
+    packages=["data", "data.datasets", "models", "trainer", "export"],
+    package_data={"data.datasets": ["*/*.jsonl.gz", "*/*.md", "*/*.txt", "*/*.json"]},
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.18,<2.22",
+        "tensorflow-probability>=0.24",
+        "keras-tuner>=1.4",
+        "numpy",
+        "pyyaml",
+    ],
+    extras_require={
+        "test": ["pytest", "tf_keras", "ai-edge-litert"],
+    },
+)
