@@ -1,0 +1,254 @@
+"""Recurrent cells, split into an input projection (hoisted out of the time loop) and a step.
+
+Every cell follows the gate math of its TF1 counterpart (`tf.compat.v1.nn.rnn_cell.LSTMCell`,
+`GRUCell`, `BasicRNNCell`, `tf.contrib.rnn.LayerNormBasicLSTMCell`) so that weights converted
+from a TF1 checkpoint (see `convert.py`) give the same numbers. The TF1 fused kernel
+`[D + H, G]` is stored split as `kernel [D, G]` (applied to all time steps in one matmul by
+`project_inputs`) and `recurrent_kernel [H, G]` (applied once per step by `step`).
+
+Cells are chosen by name: `get_cell("lstm", units=64)`; `CELLS` is the registry.
+"""
+
+import keras
+import tensorflow as tf
+
+CELLS = {}
+
+
+def register_cell(name):
+    """Class decorator adding a cell class to `CELLS` under `name`."""
+
+    def wrap(cls):
+        CELLS[name] = cls
+        cls.cell_name = name
+        return cls
+
+    return wrap
+
+
+def get_cell(cell_name, **kwargs):
+    """Builds the cell registered as `cell_name` (one of `CELLS`) with `kwargs`."""
+    if cell_name not in CELLS:
+        raise ValueError(f"Unknown cell {cell_name!r}; expected one of {sorted(CELLS)}.")
+    return CELLS[cell_name](**kwargs)
+
+
+class RecurrentCell(keras.layers.Layer):
+    """Base class: a cell as (projection of all inputs, one step of the recurrence).
+
+    Subclasses set `state_names` (e.g. `("c", "h")`; the state named "h" is the one the next
+    layer and the classifier see) and `gate_size` (columns of `kernel`), and implement
+    `project_inputs` and `step`.
+
+    Args:
+      units: int, H, size of the output and of every state component.
+    """
+
+    state_names = ("h",)
+    uses_update_dropout = False
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+
+    @property
+    def output_size(self):
+        return self.units
+
+    @property
+    def state_sizes(self):
+        return tuple(self.units for _ in self.state_names)
+
+    def zero_state(self, batch_size, dtype=tf.float32):
+        """Returns a tuple of float32 zeros [batch_size, H], one per state component."""
+        return tuple(tf.zeros([batch_size, self.units], dtype) for _ in self.state_names)
+
+    def project_inputs(self, inputs):
+        """inputs: float32 [..., D] -> float32 [..., gate_size] (input part of every gate)."""
+        raise NotImplementedError
+
+    def step(self, projected, states, update_mask=None):
+        """One time step.
+
+        Args:
+          projected: float32 [B, gate_size], `project_inputs` of this step's input.
+          states: tuple of float32 [B, H] in `state_names` order.
+          update_mask: optional float32 [1 or B, H], scaled keep mask (only cells with
+            `uses_update_dropout`).
+        Returns:
+          (output float32 [B, H], new_states tuple of float32 [B, H]).
+        """
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units)
+        return config
+
+
+@register_cell("lstm")
+class LSTMCell(RecurrentCell):
+    """LSTM as TF1 `LSTMCell` (no peepholes, no projection): gates in order [i, j, f, o].
+
+    c' = sigmoid(f + forget_bias) * c + sigmoid(i) * tanh(j);  h' = sigmoid(o) * tanh(c').
+    `forget_bias` is added at call time (the stored bias starts at zero), as in TF1.
+
+    Weights: kernel [D, 4H], recurrent_kernel [H, 4H], bias [4H].
+    """
+
+    state_names = ("c", "h")
+
+    def __init__(self, units, forget_bias=1.0, **kwargs):
+        super().__init__(units, **kwargs)
+        self.forget_bias = float(forget_bias)
+
+    def build(self, input_shape):
+        d, h = int(input_shape[-1]), self.units
+        self.kernel = self.add_weight(shape=(d, 4 * h), initializer="glorot_uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(
+            shape=(h, 4 * h), initializer="orthogonal", name="recurrent_kernel")
+        self.bias = self.add_weight(shape=(4 * h,), initializer="zeros", name="bias")
+
+    def project_inputs(self, inputs):
+        h = self.units
+        # forget_bias folded into the bias once instead of added at every step.
+        shift = tf.concat([tf.zeros([2 * h]), tf.fill([h], self.forget_bias), tf.zeros([h])], 0)
+        return tf.tensordot(inputs, self.kernel, 1) + (self.bias + shift)
+
+    def step(self, projected, states, update_mask=None):
+        c, h = states
+        z = projected + tf.matmul(h, self.recurrent_kernel)
+        i, j, f, o = tf.split(z, 4, axis=-1)
+        new_c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(j)
+        new_h = tf.sigmoid(o) * tf.tanh(new_c)
+        return new_h, (new_c, new_h)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(forget_bias=self.forget_bias)
+        return config
+
+
+def _gru_bias_init(shape, dtype=None):
+    """TF1 GRUCell starts the [r, u] gate bias at 1.0 and the candidate bias at 0."""
+    h = shape[0] // 3
+    return tf.concat([tf.ones([2 * h], dtype or "float32"), tf.zeros([h], dtype or "float32")], 0)
+
+
+@register_cell("gru")
+class GRUCell(RecurrentCell):
+    """GRU as TF1 `GRUCell` (reset applied to the state before the candidate matmul).
+
+    [r, u] = sigmoid(x Wg + h Ug + bg);  c = tanh(x Wc + (r * h) Uc + bc);
+    h' = u * h + (1 - u) * c.
+
+    Weights: kernel [D, 3H] (columns [r, u, candidate]), recurrent_kernel [H, 2H] (r, u),
+    candidate_recurrent_kernel [H, H], bias [3H] (gate part starts at 1.0 like TF1).
+    """
+
+    def build(self, input_shape):
+        d, h = int(input_shape[-1]), self.units
+        self.kernel = self.add_weight(shape=(d, 3 * h), initializer="glorot_uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(
+            shape=(h, 2 * h), initializer="orthogonal", name="recurrent_kernel")
+        self.candidate_recurrent_kernel = self.add_weight(
+            shape=(h, h), initializer="orthogonal", name="candidate_recurrent_kernel")
+        self.bias = self.add_weight(shape=(3 * h,), initializer=_gru_bias_init, name="bias")
+
+    def project_inputs(self, inputs):
+        return tf.tensordot(inputs, self.kernel, 1) + self.bias
+
+    def step(self, projected, states, update_mask=None):
+        (h,) = states
+        gx, cx = projected[:, : 2 * self.units], projected[:, 2 * self.units:]
+        r, u = tf.split(tf.sigmoid(gx + tf.matmul(h, self.recurrent_kernel)), 2, axis=-1)
+        c = tf.tanh(cx + tf.matmul(r * h, self.candidate_recurrent_kernel))
+        new_h = u * h + (1.0 - u) * c
+        return new_h, (new_h,)
+
+
+@register_cell("rnn")
+class SimpleRNNCell(RecurrentCell):
+    """Elman RNN as TF1 `BasicRNNCell`: h' = tanh(x W + h U + b).
+
+    Weights: kernel [D, H], recurrent_kernel [H, H], bias [H].
+    """
+
+    def build(self, input_shape):
+        d, h = int(input_shape[-1]), self.units
+        self.kernel = self.add_weight(shape=(d, h), initializer="glorot_uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(
+            shape=(h, h), initializer="orthogonal", name="recurrent_kernel")
+        self.bias = self.add_weight(shape=(h,), initializer="zeros", name="bias")
+
+    def project_inputs(self, inputs):
+        return tf.tensordot(inputs, self.kernel, 1) + self.bias
+
+    def step(self, projected, states, update_mask=None):
+        (h,) = states
+        new_h = tf.tanh(projected + tf.matmul(h, self.recurrent_kernel))
+        return new_h, (new_h,)
+
+
+def _layer_norm(x, gamma, beta, epsilon):
+    """Layer norm over the last axis of x [B, H], as tf.contrib.layers.layer_norm."""
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
+
+
+@register_cell("layer_norm_lstm")
+class LayerNormLSTMCell(RecurrentCell):
+    """LSTM with per-gate layer norm and recurrent dropout, as TF1 `LayerNormBasicLSTMCell`.
+
+    z = x W + h U (no bias: the layer-norm shift replaces it); i, j, f, o = LN_gate(z_gate);
+    g = tanh(j) * update_mask;  c' = LN_state(sigmoid(f + forget_bias) * c + sigmoid(i) * g);
+    h' = tanh(c') * sigmoid(o). `update_mask` is the "recurrent dropout without memory loss"
+    (Semeniuta et al.) keep mask on the candidate g, never on h.
+
+    Weights: kernel [D, 4H], recurrent_kernel [H, 4H], gamma/beta [5, H] (rows i, j, f, o,
+    state); epsilon 1e-12 like `tf.contrib.layers.layer_norm`.
+    """
+
+    state_names = ("c", "h")
+    uses_update_dropout = True
+
+    def __init__(self, units, forget_bias=1.0, norm_gain=1.0, norm_shift=0.0,
+                 epsilon=1e-12, **kwargs):
+        super().__init__(units, **kwargs)
+        self.forget_bias = float(forget_bias)
+        self.norm_gain = float(norm_gain)
+        self.norm_shift = float(norm_shift)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        d, h = int(input_shape[-1]), self.units
+        self.kernel = self.add_weight(shape=(d, 4 * h), initializer="glorot_uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(
+            shape=(h, 4 * h), initializer="orthogonal", name="recurrent_kernel")
+        self.gamma = self.add_weight(
+            shape=(5, h), initializer=keras.initializers.Constant(self.norm_gain), name="gamma")
+        self.beta = self.add_weight(
+            shape=(5, h), initializer=keras.initializers.Constant(self.norm_shift), name="beta")
+
+    def project_inputs(self, inputs):
+        return tf.tensordot(inputs, self.kernel, 1)
+
+    def step(self, projected, states, update_mask=None):
+        c, h = states
+        z = projected + tf.matmul(h, self.recurrent_kernel)
+        gates = [_layer_norm(g, self.gamma[k], self.beta[k], self.epsilon)
+                 for k, g in enumerate(tf.split(z, 4, axis=-1))]
+        i, j, f, o = gates
+        g = tf.tanh(j)
+        if update_mask is not None:
+            g = g * update_mask
+        new_c = tf.sigmoid(f + self.forget_bias) * c + tf.sigmoid(i) * g
+        new_c = _layer_norm(new_c, self.gamma[4], self.beta[4], self.epsilon)
+        new_h = tf.tanh(new_c) * tf.sigmoid(o)
+        return new_h, (new_c, new_h)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(forget_bias=self.forget_bias, norm_gain=self.norm_gain,
+                      norm_shift=self.norm_shift, epsilon=self.epsilon)
+        return config

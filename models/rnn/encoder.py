@@ -1,0 +1,179 @@
+"""`SequenceEncoder`: stacked, optionally bidirectional, dropout-wrapped recurrent encoder.
+
+The TF1 picture it reproduces: each layer is `DropoutWrapper(cell)`, layers stacked as
+`MultiRNNCell([...])`, run by `dynamic_rnn(..., sequence_length=lengths)`. With
+`bidirectional=True` every layer has a forward and a backward wrapper and the next layer reads
+their concatenated outputs (TF1 `stack_bidirectional_dynamic_rnn`); the backward direction
+reads each sequence reversed within its own length (`tf.reverse_sequence`) and its outputs are
+reversed back.
+"""
+
+import keras
+import tensorflow as tf
+
+from models.rnn import cells as cells_lib
+from models.rnn.dropout import DropoutWrapper
+from models.rnn.recurrence import recur
+
+
+class SequenceEncoder(keras.layers.Layer):
+    """Encodes padded sequences with their lengths.
+
+    Args:
+      cell: name in `models.rnn.cells.CELLS`: "lstm", "gru", "rnn", "layer_norm_lstm".
+      units: int H, units per direction.
+      num_layers: int, stacked layers.
+      bidirectional: bool, add a backward direction to every layer.
+      input_keep_prob, state_keep_prob, output_keep_prob: TF1 DropoutWrapper keep
+        probabilities (1.0 = off), applied to every layer.
+      variational_recurrent: bool, one mask per call for all steps (else fresh every step).
+      mask_per_example: bool, variational masks per example [B, size] rather than shared by
+        the batch [1, size] (TF1).
+      update_keep_prob: keep probability on the candidate update ("layer_norm_lstm" only).
+      forget_bias: float added to the forget gate ("lstm", "layer_norm_lstm").
+      seed: int or None, seeds the layer's `keras.random.SeedGenerator`, used when training
+        without a per-call seed (None: a non-deterministic start). Its state is a variable of
+        the layer, so checkpoints carry it.
+      parallel_iterations: int, for the time loop.
+
+    Call arguments:
+      inputs: float32 [B, T, D].
+      lengths: int32 [B], real lengths (clipped to [0, T]).
+      training: Python bool; dropout only when True.
+      seed: optional int32/int64 [2], stateless seed for this call's masks (the trainer's
+        checkpointed `tf.random.Generator` can supply it: `gen.make_seeds(1)[:, 0]`).
+      masks: optional list (per layer) of lists (per direction) of `DropoutMasks`, used
+        instead of drawing (tests, reference checks); applied whatever `training` is.
+      return_state: bool, also return the final states of every layer.
+
+    Returns:
+      outputs: float32 [B, T, units * directions], zero at and past each length.
+      final: float32 [B, units * directions], top layer's final "h" state (forward, then
+        backward after it read the whole sequence) — the `dynamic_rnn` final state, so state
+        dropout is in it when training, as in TF1.
+      states (only with return_state): list per layer of list per direction of dicts
+        {state_name: float32 [B, units]}.
+    """
+
+    def __init__(self, cell="lstm", units=64, num_layers=1, bidirectional=False,
+                 input_keep_prob=1.0, state_keep_prob=1.0, output_keep_prob=1.0,
+                 variational_recurrent=True, mask_per_example=False, update_keep_prob=1.0,
+                 forget_bias=1.0, seed=None, parallel_iterations=32, **kwargs):
+        super().__init__(**kwargs)
+        if cell not in cells_lib.CELLS:
+            raise ValueError(f"Unknown cell {cell!r}; expected one of {sorted(cells_lib.CELLS)}.")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1; received {num_layers}.")
+        self.cell_name = cell
+        self.units = int(units)
+        self.num_layers = int(num_layers)
+        self.bidirectional = bool(bidirectional)
+        self.input_keep_prob = float(input_keep_prob)
+        self.state_keep_prob = float(state_keep_prob)
+        self.output_keep_prob = float(output_keep_prob)
+        self.variational_recurrent = bool(variational_recurrent)
+        self.mask_per_example = bool(mask_per_example)
+        self.update_keep_prob = float(update_keep_prob)
+        self.forget_bias = float(forget_bias)
+        self.seed = seed
+        self.parallel_iterations = int(parallel_iterations)
+        self.directions = 2 if self.bidirectional else 1
+
+        cell_kwargs = {"units": self.units}
+        if cell in ("lstm", "layer_norm_lstm"):
+            cell_kwargs["forget_bias"] = self.forget_bias
+        self.wrappers = []
+        for layer in range(self.num_layers):
+            row = []
+            for direction in range(self.directions):
+                suffix = f"l{layer}_{'bw' if direction else 'fw'}"
+                row.append(DropoutWrapper(
+                    cells_lib.get_cell(cell, name=f"{cell}_{suffix}", **cell_kwargs),
+                    input_keep_prob=self.input_keep_prob,
+                    state_keep_prob=self.state_keep_prob,
+                    output_keep_prob=self.output_keep_prob,
+                    update_keep_prob=self.update_keep_prob,
+                    variational_recurrent=self.variational_recurrent,
+                    mask_per_example=self.mask_per_example,
+                    seed=layer * self.directions + direction,
+                    name=f"dropout_{suffix}"))
+            self.wrappers.append(row)
+        self.seed_generator = keras.random.SeedGenerator(seed, name="mask_seed")
+
+    @property
+    def output_size(self):
+        """Last dimension of `outputs` and `final`: units * directions."""
+        return self.units * self.directions
+
+    def build(self, inputs_shape, lengths_shape=None):
+        size = int(inputs_shape[-1])
+        for row in self.wrappers:
+            for wrapper in row:
+                wrapper.build((None, size))
+            size = self.output_size
+        self.built = True
+
+    def draw_masks(self, seed, batch_size, time_steps):
+        """Masks every wrapper would use for a call with this seed (list per layer of list
+        per direction of `DropoutMasks`). seed: int32/int64 [2]."""
+        return [[w.draw_masks(seed, batch_size, time_steps) for w in row]
+                for row in self.wrappers]
+
+    def call(self, inputs, lengths, training=False, seed=None, masks=None, return_state=False):
+        inputs = tf.convert_to_tensor(inputs, tf.float32)
+        time_steps, batch_size = tf.shape(inputs)[1], tf.shape(inputs)[0]
+        lengths = tf.clip_by_value(tf.cast(lengths, tf.int32), 0, time_steps)
+        x = tf.transpose(inputs, [1, 0, 2])  # [T, B, D]
+        # Padding may hold anything (NaN included): zero it so it cannot reach a gradient.
+        valid = tf.transpose(tf.sequence_mask(lengths, time_steps))[:, :, tf.newaxis]
+        x = tf.where(valid, x, tf.zeros_like(x))
+
+        if masks is None and training and self.wrappers[0][0].has_dropout:
+            if seed is None:
+                seed = self.seed_generator.next()
+            masks = self.draw_masks(seed, batch_size, time_steps)
+
+        states = []
+        for layer, row in enumerate(self.wrappers):
+            outputs, layer_states = [], []
+            for direction, wrapper in enumerate(row):
+                m = None if masks is None else masks[layer][direction]
+                if direction == 0:
+                    out, final = recur(wrapper, x, lengths, m,
+                                       parallel_iterations=self.parallel_iterations)
+                else:
+                    reverse = lambda v: tf.reverse_sequence(v, lengths, seq_axis=0, batch_axis=1)
+                    out, final = recur(wrapper, reverse(x), lengths, m,
+                                       parallel_iterations=self.parallel_iterations)
+                    out = reverse(out)
+                outputs.append(out)
+                layer_states.append(dict(zip(wrapper.cell.state_names, final)))
+            x = outputs[0] if len(outputs) == 1 else tf.concat(outputs, axis=-1)
+            states.append(layer_states)
+
+        outputs = tf.transpose(x, [1, 0, 2])
+        final = tf.concat([s["h"] for s in states[-1]], axis=-1)
+        if return_state:
+            return outputs, final, states
+        return outputs, final
+
+    def compute_output_spec(self, inputs, lengths, training=False, seed=None, masks=None,
+                            return_state=False):
+        b, t = inputs.shape[0], inputs.shape[1]
+        out = (keras.KerasTensor((b, t, self.output_size)),
+               keras.KerasTensor((b, self.output_size)))
+        if return_state:
+            raise NotImplementedError("return_state is for eager/tf.function use.")
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            cell=self.cell_name, units=self.units, num_layers=self.num_layers,
+            bidirectional=self.bidirectional, input_keep_prob=self.input_keep_prob,
+            state_keep_prob=self.state_keep_prob, output_keep_prob=self.output_keep_prob,
+            variational_recurrent=self.variational_recurrent,
+            mask_per_example=self.mask_per_example, update_keep_prob=self.update_keep_prob,
+            forget_bias=self.forget_bias, seed=self.seed,
+            parallel_iterations=self.parallel_iterations)
+        return config
