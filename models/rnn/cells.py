@@ -67,12 +67,18 @@ class RecurrentCell(keras.layers.Layer):
         """inputs: float32 [..., D] -> float32 [..., gate_size] (input part of every gate)."""
         raise NotImplementedError
 
-    def step(self, projected, states, update_mask=None):
+    def recurrent_weights(self):
+        """Tensors `step` needs, read once before the loop (TFLite cannot read variables
+        inside a WHILE body, and one read per call is cheaper than one per step)."""
+        return (tf.convert_to_tensor(self.recurrent_kernel),)
+
+    def step(self, projected, states, weights, update_mask=None):
         """One time step.
 
         Args:
           projected: float32 [B, gate_size], `project_inputs` of this step's input.
           states: tuple of float32 [B, H] in `state_names` order.
+          weights: `recurrent_weights()`.
           update_mask: optional float32 [1 or B, H], scaled keep mask (only cells with
             `uses_update_dropout`).
         Returns:
@@ -115,9 +121,9 @@ class LSTMCell(RecurrentCell):
         shift = tf.concat([tf.zeros([2 * h]), tf.fill([h], self.forget_bias), tf.zeros([h])], 0)
         return tf.tensordot(inputs, self.kernel, 1) + (self.bias + shift)
 
-    def step(self, projected, states, update_mask=None):
+    def step(self, projected, states, weights, update_mask=None):
         c, h = states
-        z = projected + tf.matmul(h, self.recurrent_kernel)
+        z = projected + tf.matmul(h, weights[0])
         i, j, f, o = tf.split(z, 4, axis=-1)
         new_c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(j)
         new_h = tf.sigmoid(o) * tf.tanh(new_c)
@@ -158,11 +164,16 @@ class GRUCell(RecurrentCell):
     def project_inputs(self, inputs):
         return tf.tensordot(inputs, self.kernel, 1) + self.bias
 
-    def step(self, projected, states, update_mask=None):
+    def recurrent_weights(self):
+        return (tf.convert_to_tensor(self.recurrent_kernel),
+                tf.convert_to_tensor(self.candidate_recurrent_kernel))
+
+    def step(self, projected, states, weights, update_mask=None):
         (h,) = states
         gx, cx = projected[:, : 2 * self.units], projected[:, 2 * self.units:]
-        r, u = tf.split(tf.sigmoid(gx + tf.matmul(h, self.recurrent_kernel)), 2, axis=-1)
-        c = tf.tanh(cx + tf.matmul(r * h, self.candidate_recurrent_kernel))
+        recurrent_kernel, candidate_recurrent_kernel = weights
+        r, u = tf.split(tf.sigmoid(gx + tf.matmul(h, recurrent_kernel)), 2, axis=-1)
+        c = tf.tanh(cx + tf.matmul(r * h, candidate_recurrent_kernel))
         new_h = u * h + (1.0 - u) * c
         return new_h, (new_h,)
 
@@ -184,9 +195,9 @@ class SimpleRNNCell(RecurrentCell):
     def project_inputs(self, inputs):
         return tf.tensordot(inputs, self.kernel, 1) + self.bias
 
-    def step(self, projected, states, update_mask=None):
+    def step(self, projected, states, weights, update_mask=None):
         (h,) = states
-        new_h = tf.tanh(projected + tf.matmul(h, self.recurrent_kernel))
+        new_h = tf.tanh(projected + tf.matmul(h, weights[0]))
         return new_h, (new_h,)
 
 
@@ -233,17 +244,23 @@ class LayerNormLSTMCell(RecurrentCell):
     def project_inputs(self, inputs):
         return tf.tensordot(inputs, self.kernel, 1)
 
-    def step(self, projected, states, update_mask=None):
+    def recurrent_weights(self):
+        gamma, beta = tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta)
+        return ((tf.convert_to_tensor(self.recurrent_kernel),)
+                + tuple(gamma[k] for k in range(5)) + tuple(beta[k] for k in range(5)))
+
+    def step(self, projected, states, weights, update_mask=None):
         c, h = states
-        z = projected + tf.matmul(h, self.recurrent_kernel)
-        gates = [_layer_norm(g, self.gamma[k], self.beta[k], self.epsilon)
+        recurrent_kernel, gamma, beta = weights[0], weights[1:6], weights[6:]
+        z = projected + tf.matmul(h, recurrent_kernel)
+        gates = [_layer_norm(g, gamma[k], beta[k], self.epsilon)
                  for k, g in enumerate(tf.split(z, 4, axis=-1))]
         i, j, f, o = gates
         g = tf.tanh(j)
         if update_mask is not None:
             g = g * update_mask
         new_c = tf.sigmoid(f + self.forget_bias) * c + tf.sigmoid(i) * g
-        new_c = _layer_norm(new_c, self.gamma[4], self.beta[4], self.epsilon)
+        new_c = _layer_norm(new_c, gamma[4], beta[4], self.epsilon)
         new_h = tf.tanh(new_c) * tf.sigmoid(o)
         return new_h, (new_c, new_h)
 

@@ -160,14 +160,15 @@ class DropoutWrapper(keras.layers.Layer):
             inputs = inputs * masks.input  # [1|B, D] broadcasts over T; [T, B, D] matches.
         return self.cell.project_inputs(inputs)
 
-    def step(self, t, projected, states, masks=None):
+    def step(self, t, projected, states, weights, masks=None):
         """Cell step at time t (int32 scalar) followed by state dropout.
 
-        projected: float32 [B, G]; states: tuple of float32 [B, H].
+        projected: float32 [B, G]; states: tuple of float32 [B, H];
+        weights: `cell.recurrent_weights()`.
         Returns (output float32 [B, H] before output dropout, new_states tuple).
         """
         update_mask = None if masks is None else _mask_at(masks.update, t)
-        output, new_states = self.cell.step(projected, states, update_mask=update_mask)
+        output, new_states = self.cell.step(projected, states, weights, update_mask=update_mask)
         if masks is not None and masks.state:
             new_states = tuple(
                 s if m is None else s * _mask_at(m, t) for s, m in zip(new_states, masks.state))

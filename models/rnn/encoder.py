@@ -125,7 +125,7 @@ class SequenceEncoder(keras.layers.Layer):
         lengths = tf.clip_by_value(tf.cast(lengths, tf.int32), 0, time_steps)
         x = tf.transpose(inputs, [1, 0, 2])  # [T, B, D]
         # Padding may hold anything (NaN included): zero it so it cannot reach a gradient.
-        valid = tf.transpose(tf.sequence_mask(lengths, time_steps))[:, :, tf.newaxis]
+        valid = tf.expand_dims(tf.transpose(tf.sequence_mask(lengths, time_steps)), -1)
         x = tf.where(valid, x, tf.zeros_like(x))
 
         if masks is None and training and self.wrappers[0][0].has_dropout:

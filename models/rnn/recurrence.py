@@ -55,9 +55,10 @@ def recur(wrapper, inputs, lengths, masks=None, initial_states=None, parallel_it
         initial_states = cell.zero_state(batch_size)
     num_steps = tf.minimum(tf.reduce_max(lengths), time_steps)
     outputs = tf.zeros(tf.stack([time_steps, batch_size, cell.output_size]))
+    weights = cell.recurrent_weights()
 
     def body(t, states, outputs):
-        output, new_states = wrapper.step(t, tf.gather(projected, t), states, masks)
+        output, new_states = wrapper.step(t, tf.gather(projected, t), states, weights, masks)
         valid = tf.expand_dims(t < lengths, 1)  # [B, 1]
         new_states = tuple(tf.where(valid, new, old) for new, old in zip(new_states, states))
         output = tf.where(valid, output, tf.zeros_like(output))
