@@ -1,0 +1,138 @@
+"""prepare_data / prepare_files: bundled data, hold-out, spec assets, statistics, resume."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_testlib import dense_records, write_csv, write_jsonl
+from data.config import DataConfig, bundled_paths
+from data.pipeline import make_dataset
+from data.prepare import prepare_data, prepare_files, read_manifest
+from data.spec import DataSpec
+
+
+def split_ids(prepared, split, config=DataConfig()):
+    info = prepared.splits[split]
+    ds = make_dataset(info.files, prepared.spec, config, training=False, seed=0,
+                      with_targets=info.has_targets)
+    return [i.decode() for batch in ds for i in batch["id"].numpy()]
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("bundled"))
+    return model_dir, prepare_data(DataConfig(), model_dir, seed=42)
+
+
+def test_bundled_japanese_vowels(bundled):
+    model_dir, prepared = bundled
+    counts = {name: info.num_records for name, info in prepared.splits.items()}
+    assert counts == {"train": 243, "eval": 27, "test": 370}
+    spec = prepared.spec
+    assert (spec.input_kind, spec.target_kind, spec.feature_dim) == ("features", "label", 12)
+    assert spec.labels == tuple(str(i) for i in range(1, 10))
+    assert sum(spec.label_counts) == 243 == spec.num_train_examples
+    assert len(spec.length_quantiles) == 11 and spec.length_quantiles[0] == 7
+    assert all(s > 0 for s in spec.feature_std)
+    assert DataSpec.load(model_dir) == spec  # saved as assets, read back equal
+    manifest = read_manifest(model_dir)
+    assert manifest["splits"]["test"]["sources"] == [bundled_paths()["test"]]
+
+
+def test_eval_hold_out_is_seeded_and_drawn_across_classes(bundled, tmp_path):
+    _, prepared = bundled
+    eval_ids = split_ids(prepared, "eval")
+    # The train file is sorted by class: "the last 10%" would be class 9 only.
+    assert sorted(map(int, eval_ids)) != list(range(243, 270))
+    eval_labels = {int(i) // 30 for i in eval_ids}  # 30 records per class, ids 0..269 in order
+    assert len(eval_labels) >= 5
+    assert not set(eval_ids) & set(split_ids(prepared, "train"))
+    again = prepare_data(DataConfig(), str(tmp_path / "same"), seed=42)
+    assert sorted(split_ids(again, "eval")) == sorted(eval_ids)
+    other = prepare_data(DataConfig(), str(tmp_path / "other"), seed=7)
+    assert sorted(split_ids(other, "eval")) != sorted(eval_ids)
+
+
+def test_resume_reuses_prepared_data_without_sources(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", dense_records(30))
+    config = DataConfig(train_data=train)
+    model_dir = str(tmp_path / "model")
+    first = prepare_data(config, model_dir, seed=3)
+    assert not first.reused
+    tf.io.gfile.remove(train)  # a resume must not read the source files again
+    second = prepare_data(config, model_dir, seed=3)
+    assert second.reused and second.spec == first.spec and second.splits == first.splits
+    with pytest.raises(ValueError, match="eval_fraction"):
+        prepare_data(DataConfig(train_data=train, eval_fraction=0.5), model_dir, seed=3)
+
+
+def test_statistics_over_real_steps_of_the_train_split(tmp_path):
+    train_records = dense_records(12, dim=2)
+    train = write_jsonl(tmp_path / "train.jsonl", train_records)
+    evaluation = write_jsonl(tmp_path / "eval.jsonl", dense_records(4, first_id=100))
+    prepared = prepare_data(DataConfig(train_data=train, eval_data=evaluation),
+                            str(tmp_path / "m"), seed=0)
+    steps = np.array([s for r in train_records for s in r["features"]])  # eval not included
+    spec = prepared.spec
+    np.testing.assert_allclose(spec.feature_mean, steps.mean(axis=0), rtol=1e-6)
+    assert spec.feature_std[0] == pytest.approx(steps[:, 0].std(), rel=1e-6)
+    assert spec.feature_std[1] == 1.0  # constant feature
+    assert spec.label_counts == (4, 4, 4) and spec.num_train_examples == 12
+    assert spec.length_quantiles[0] == 1 and spec.length_quantiles[-1] == 5
+    assert prepared.splits["eval"].num_records == 4 and "test" not in prepared.splits
+
+
+def test_text_input_vocab_labels_and_shards(tmp_path):
+    rows = [["The cat sat.", "b"], ["the dog", "a"], ["A cat!", "10"], ["cat", "2"]] * 3
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], rows)
+    config = DataConfig(train_data=train, eval_fraction=0.0)
+    prepared = prepare_data(config, str(tmp_path / "m"), seed=0, records_per_shard=5)
+    spec = prepared.spec
+    assert (spec.input_kind, spec.lowercase) == ("text", True)
+    # cat x9, the x6, "." "!" a dog sat x3: count desc, then token
+    assert spec.vocab == ("cat", "the", "!", ".", "a", "dog", "sat")
+    assert spec.labels == ("10", "2", "a", "b")  # not all integers: plain string sort
+    assert len(prepared.splits["train"].files) == 3 and "eval" not in prepared.splits
+    with tf.io.gfile.GFile(str(tmp_path / "m" / "assets" / "vocab.txt")) as f:
+        assert f.read().split("\n")[:2] == ["cat", "the"]
+
+
+def test_labels_sorted_by_value_or_given_explicitly(tmp_path):
+    train = write_jsonl(tmp_path / "t.jsonl",
+                        [{"tokens": ["a"], "label": v} for v in (10, 2, 1, 2)])
+    assert prepare_data(DataConfig(train_data=train, eval_fraction=0),
+                        str(tmp_path / "m1"), 0).spec.labels == ("1", "2", "10")
+    explicit = prepare_data(DataConfig(train_data=train, eval_fraction=0, labels="10,1,2,99"),
+                            str(tmp_path / "m2"), 0).spec
+    assert explicit.labels == ("10", "1", "2", "99") and explicit.label_counts == (1, 1, 2, 0)
+
+
+def test_prediction_files_may_omit_targets(tmp_path, bundled):
+    _, prepared = bundled
+    predict = write_jsonl(tmp_path / "p.jsonl", [
+        {"id": "p1", "features": [[0.0] * 12] * 3}, {"id": "p2", "features": [[1.0] * 12]}])
+    info = prepare_files(predict, prepared.spec, DataConfig(), str(tmp_path / "out"))
+    assert info.num_records == 2 and not info.has_targets
+    batch = next(iter(make_dataset(info.files, prepared.spec, DataConfig(), training=False,
+                                   seed=0, with_targets=False)))
+    assert set(batch) == {"features", "lengths", "weight", "id"}
+    assert batch["lengths"].numpy().tolist() == [3, 1]
+
+
+def test_ram_filesystem_end_to_end():
+    train = write_jsonl("ram://e2e/src/train.jsonl.gz", dense_records(10))
+    prepared = prepare_data(DataConfig(train_data=train), "ram://e2e/model", seed=1)
+    assert prepared.splits["train"].files[0].startswith("ram://e2e/model/prepared/")
+    assert DataSpec.load("ram://e2e/model") == prepared.spec
+    ids = split_ids(prepared, "train") + split_ids(prepared, "eval")
+    assert sorted(ids) == sorted(f"r{i}" for i in range(10))
+    assert prepare_data(DataConfig(train_data=train), "ram://e2e/model", seed=1).reused
+
+
+def test_spec_round_trip_with_vocabulary(tmp_path):
+    spec = DataSpec(input_kind="tokens", target_kind="tags", labels=("B", "I", "O"),
+                    vocab=("x", "y z", "ü"), num_oov_buckets=2, label_counts=(1, 2, 3),
+                    num_train_examples=4, length_quantiles=tuple(range(11)), max_length=9)
+    spec.save(str(tmp_path))
+    assert DataSpec.load(str(tmp_path)) == spec
+    assert DataSpec.load(str(tmp_path / "nothing")) is None
