@@ -19,6 +19,7 @@ setup(
         "tensorflow-probability>=0.24",
         "keras-tuner>=1.4",
         "numpy",
+        "tensorboard",
         "pyyaml",
     ],
     extras_require={

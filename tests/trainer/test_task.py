@@ -1,0 +1,86 @@
+"""Flag parsing: every config field is a flag, files and flags combine, unknown flags fail."""
+
+import json
+import re
+import pathlib
+
+import pytest
+
+from trainer import config as config_lib
+from trainer.task import build_parser, parse_config
+
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_flags_set_fields_in_every_section():
+    config = parse_config(["--train-data", "a/*.jsonl", "--hidden-units", "17", "--learning-rate", "0.01",
+                           "--no-bucketing", "--bidirectional", "--input-keep-prob", "0.8"])
+    assert config.data.train_data == "a/*.jsonl"
+    assert config.data.bucketing is False
+    assert config.model.hidden_units == 17
+    assert config.model.bidirectional is True
+    assert config.model.input_keep_prob == 0.8
+    assert config.train.learning_rate == 0.01
+
+
+def test_defaults_are_the_dataclass_defaults():
+    assert parse_config([]) == config_lib.Config()
+
+
+def test_job_dir_is_an_alias_of_model_dir():
+    assert parse_config(["--job-dir", "gs://bucket/run"]).train.model_dir == "gs://bucket/run"
+
+
+def test_config_file_then_flags_override(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  cell: gru\n  hidden_units: 32\nbatch_size: 8\n")
+    config = parse_config(["--config", str(path), "--hidden-units", "48"])
+    assert config.model.cell == "gru"
+    assert config.model.hidden_units == 48
+    assert config.data.batch_size == 8
+
+
+def test_json_config_file_and_unknown_field(tmp_path):
+    good = tmp_path / "run.json"
+    good.write_text(json.dumps({"train": {"max_steps": 7}}))
+    assert parse_config(["--config", str(good)]).train.max_steps == 7
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"hiden_units": 7}))
+    with pytest.raises(ValueError, match="hiden_units"):
+        parse_config(["--config", str(bad)])
+
+
+def test_yaml_config_is_safe_loaded(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("cell: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(Exception, match="constructor|python/object"):
+        parse_config(["--config", str(path)])
+
+
+def test_unknown_flag_is_an_error_outside_vertex(monkeypatch, capsys):
+    for name in ("CLOUD_ML_JOB_ID", "CLOUD_ML_PROJECT_ID", "AIP_MODEL_DIR", "CLUSTER_SPEC"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit):
+        parse_config(["--hiden-units", "3"])
+    assert "hiden-units" in capsys.readouterr().err
+
+
+def test_unknown_flag_is_ignored_inside_vertex(monkeypatch):
+    monkeypatch.setenv("CLOUD_ML_JOB_ID", "123")
+    config = parse_config(["--hidden-units", "3", "--service-added-flag", "x"])
+    assert config.model.hidden_units == 3
+
+
+def test_invalid_values_name_the_field():
+    with pytest.raises(ValueError, match="input_keep_prob"):
+        parse_config(["--input-keep-prob", "1.5"])
+
+
+def test_readme_documents_every_flag():
+    """The README's flag table lists every flag, and lists no flag the trainer does not have."""
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| `--")]
+    documented = {flag for line in rows for flag in re.findall(r"`(--[a-z0-9-]+)", line)}
+    flags = {"--" + field.name.replace("_", "-") for _, field in config_lib.flag_fields()}
+    assert flags - documented == set(), "flags missing from README.md"
+    known = {option for action in build_parser()._actions for option in action.option_strings}
+    assert documented - known == set(), "README.md documents flags the trainer does not have"

@@ -1,0 +1,159 @@
+"""The run's configuration: three frozen dataclasses, one flag per field, one JSON file per run.
+
+`Config` holds `data` (`data.config.DataConfig`), `model` (`models.config.ModelConfig`) and
+`train` (`TrainConfig`, below). Every field that is not derived from the data becomes a
+command-line flag named after it (`hidden_units` -> `--hidden-units`); a `--config` file (YAML or
+JSON, either nested by section or flat) may set any field and flags override it. The resolved
+config is written into the model dir as `config.json`, so every run can be reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict
+
+import tensorflow as tf
+
+from data.config import DataConfig
+from models.config import ModelConfig
+
+SECTIONS = ("data", "model", "train")
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """When and how to train, evaluate, checkpoint and export.
+
+    Attributes:
+      model_dir: where checkpoints, summaries, assets and `config.json` go ("" = a fresh
+        `runs/<timestamp>` folder). A model dir that already holds checkpoints is resumed.
+      export_dir: where the SavedModel versions go ("" = `<model_dir>/export`).
+      max_steps: stop after this many optimizer steps (0 = use `num_epochs`).
+      num_epochs: passes over the training split when `max_steps` is 0.
+      learning_rate: peak learning rate, reached after `warmup_steps`.
+      optimizer: "adam", "adamw" or "sgd" (SGD with Nesterov momentum 0.9).
+      weight_decay: decoupled weight decay for "adamw".
+      lr_schedule: "cosine", "exponential" or "constant" after warm-up.
+      warmup_steps: linear warm-up length in steps.
+      clip_norm: global-norm gradient clipping (0 = off).
+      eval_every_steps: evaluate every N steps (0 = once per epoch).
+      save_checkpoints_steps: checkpoint every N steps (0 = at every evaluation).
+      keep_checkpoint_max: checkpoints kept besides the best one.
+      log_step_count_steps: steps between throughput logs and train summaries.
+      early_stopping_metric: eval metric that picks the best checkpoint and stops training.
+      early_stopping_patience: evaluations without improvement before stopping (0 = never stop).
+      early_stopping_min_delta: the least change that counts as an improvement.
+      seed: seeds weights, shuffling, the validation hold-out and dropout masks.
+      op_determinism: make every op deterministic (with `--deterministic` data order, a run
+        and a killed-and-resumed run end bitwise equal; somewhat slower).
+      jit_compile: compile the train step with XLA.
+      export_formats: comma-separated subset of "saved_model", "tflite".
+    """
+
+    model_dir: str = ""
+    export_dir: str = ""
+    max_steps: int = 0
+    num_epochs: int = 30
+    learning_rate: float = 3e-3
+    optimizer: str = "adam"
+    weight_decay: float = 1e-4
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 20
+    clip_norm: float = 1.0
+    eval_every_steps: int = 0
+    save_checkpoints_steps: int = 0
+    keep_checkpoint_max: int = 3
+    log_step_count_steps: int = 50
+    early_stopping_metric: str = "loss"
+    early_stopping_patience: int = 0
+    early_stopping_min_delta: float = 0.0
+    seed: int = 42
+    op_determinism: bool = False
+    jit_compile: bool = False
+    export_formats: str = "saved_model"
+
+    def __post_init__(self):
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
+        if self.lr_schedule not in ("cosine", "exponential", "constant"):
+            raise ValueError(
+                f"lr_schedule must be cosine, exponential or constant, got {self.lr_schedule!r}")
+        if self.max_steps < 0 or self.num_epochs < 0 or (self.max_steps == 0 and self.num_epochs == 0):
+            raise ValueError(
+                f"set max_steps > 0 or num_epochs > 0 (got {self.max_steps}, {self.num_epochs})")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        formats = set(self.export_formats.split(",")) - {""}
+        if not formats <= {"saved_model", "tflite"}:
+            raise ValueError(f"export_formats takes saved_model and/or tflite, got {self.export_formats!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def save(self, model_dir: str) -> None:
+        tf.io.gfile.makedirs(model_dir)
+        with tf.io.gfile.GFile(tf.io.gfile.join(model_dir, CONFIG_FILE), "w") as f:
+            json.dump(self.to_dict(), f, indent=1, sort_keys=True)
+
+    @classmethod
+    def load(cls, model_dir: str) -> "Config":
+        with tf.io.gfile.GFile(tf.io.gfile.join(model_dir, CONFIG_FILE)) as f:
+            return from_dict(json.load(f))
+
+
+def section_classes():
+    return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def flag_fields():
+    """(section, dataclass field) for every field that is a user-settable flag.
+
+    Raises ValueError if two sections use one name: every field must be its own flag.
+    """
+    seen = {}
+    fields = []
+    for section, cls in section_classes().items():
+        for field in dataclasses.fields(cls):
+            if field.name in seen:
+                raise ValueError(f"config field {field.name!r} is in both {seen[field.name]!r} and {section!r}")
+            seen[field.name] = section
+            if not field.metadata.get("derived", False):
+                fields.append((section, field))
+    return fields
+
+
+def from_dict(values: Dict[str, Any]) -> Config:
+    """Builds a Config from a nested ({"model": {...}}) or flat ({"hidden_units": 64}) dict."""
+    by_section: Dict[str, Dict[str, Any]] = {name: {} for name in SECTIONS}
+    owner = {}
+    for section, cls in section_classes().items():
+        for field in dataclasses.fields(cls):
+            owner[field.name] = (section, field)
+    for key, value in values.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for inner_key, inner_value in value.items():
+                _put(by_section, owner, inner_key, inner_value, expected_section=key)
+        else:
+            _put(by_section, owner, key, value)
+    return Config(**{name: section_classes()[name](**by_section[name]) for name in SECTIONS})
+
+
+def _put(by_section, owner, key, value, expected_section=None):
+    name = key.replace("-", "_")
+    if name not in owner:
+        raise ValueError(f"unknown config field {key!r}")
+    section, field = owner[name]
+    if expected_section is not None and section != expected_section:
+        raise ValueError(f"config field {key!r} belongs to section {section!r}, not {expected_section!r}")
+    if isinstance(value, list):
+        value = tuple(value)
+    by_section[section][name] = value
