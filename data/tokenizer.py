@@ -44,11 +44,12 @@ class TokenLookup(tf.Module):
     vocabulary file, that file becomes a SavedModel asset.
     """
 
-    def __init__(self, vocab: Union[str, Sequence[str]], num_oov_buckets: int = 1, name=None):
+    def __init__(self, vocab: Union[str, tf.saved_model.Asset, Sequence[str]],
+                 num_oov_buckets: int = 1, name=None):
         super().__init__(name=name)
         if num_oov_buckets < 1:
             raise ValueError(f"num_oov_buckets must be >= 1, got {num_oov_buckets}")
-        if isinstance(vocab, str):
+        if isinstance(vocab, (str, bytes, tf.saved_model.Asset, tf.Tensor)):
             initializer = tf.lookup.TextFileInitializer(
                 vocab, key_dtype=tf.string, key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
                 value_dtype=tf.int64, value_index=tf.lookup.TextFileIndex.LINE_NUMBER)
@@ -78,8 +79,10 @@ class TokenLookup(tf.Module):
         return tf.cast(self.table.lookup(tokens) + 1, tf.int32)
 
 
-def make_token_lookup(vocab: Union[str, Sequence[str]], num_oov_buckets: int = 1) -> TokenLookup:
-    """A `TokenLookup` from a vocabulary file path (one token per line) or a list of tokens."""
+def make_token_lookup(vocab: Union[str, tf.saved_model.Asset, Sequence[str]],
+                      num_oov_buckets: int = 1) -> TokenLookup:
+    """A `TokenLookup` from a vocabulary file (one token per line: a path, a
+    `tf.saved_model.Asset` or a tf.string scalar) or from a sequence of tokens."""
     return TokenLookup(vocab, num_oov_buckets)
 
 

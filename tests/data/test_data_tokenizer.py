@@ -2,6 +2,7 @@
 
 import collections
 
+import pytest
 import tensorflow as tf
 
 from data.tokenizer import build_vocab, make_token_lookup, tokenize
@@ -38,7 +39,8 @@ def test_lookup_ids_padding_vocab_then_oov(tmp_path):
     assert mapped.numpy().tolist() == [[1, 2], [2, 0]]
 
 
-def test_lookup_from_vocab_file_is_a_saved_model_asset(tmp_path):
+@pytest.mark.parametrize("as_asset", [False, True])
+def test_lookup_from_vocab_file_is_a_saved_model_asset(tmp_path, as_asset):
     vocab_path = str(tmp_path / "vocab.txt")
     with tf.io.gfile.GFile(vocab_path, "w") as f:
         f.write("the\ncat\n")
@@ -46,7 +48,8 @@ def test_lookup_from_vocab_file_is_a_saved_model_asset(tmp_path):
     class Serve(tf.Module):
         def __init__(self):
             super().__init__()
-            self.lookup = make_token_lookup(vocab_path, num_oov_buckets=1)
+            vocab = tf.saved_model.Asset(vocab_path) if as_asset else vocab_path
+            self.lookup = make_token_lookup(vocab, num_oov_buckets=1)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def __call__(self, text):
