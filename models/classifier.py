@@ -1,0 +1,151 @@
+"""`SequenceClassifier`: inputs -> (normalise | embed) -> recurrent encoder -> pooling -> head.
+
+Input is a batch dict (see `models/README.md`); only these keys are read:
+  "features":  float32 [B, T, D] raw dense steps (normalised in-graph with the config's
+               feature_mean / feature_std, so serving applies the same constants), or
+  "token_ids": int32 [B, T], 0 = padding, ids < vocab_size;
+  "lengths":   int32 [B], real steps per sequence. The only truth about padding: values past a
+               length are never used (0.0 is a real feature value), whatever they hold.
+
+`call` returns logits (see `models.heads` for shapes); `embed` the pooled representation.
+Everything on the inference path is a TFLite builtin when the encoder's is (no TensorArray,
+no scan, no -inf).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.config import ModelConfig
+from models.heads import make_head, prior_bias
+from models.pooling import make_pooling, step_mask
+from models.rnn.encoder import SequenceEncoder
+
+
+class SequenceClassifier(keras.Model):
+    """Recurrent sequence classifier built from a `ModelConfig`.
+
+    Args:
+      config: a `ModelConfig` whose data-derived fields are set (`check_buildable`).
+
+    Call arguments:
+      inputs: batch dict ("features" or "token_ids", and "lengths"); other keys ignored.
+      training: Python bool; dropout only when True.
+      seed: optional int32 [2] stateless seed for this batch's dropout masks; None lets the
+        encoder draw from its own generator.
+
+    Output: float32 logits, multiclass [B, C], binary [B, 1], multilabel [B, C],
+      tagging [B, T, C] (zeros past each length).
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        config.check_buildable()
+        self.model_config = config
+        self.head_name = config.resolved_head
+        if config.uses_tokens:
+            self.embedding = keras.layers.Embedding(
+                config.vocab_size, config.embedding_dim, name="embedding")
+            input_width = config.embedding_dim
+        else:
+            self.embedding = None
+            input_width = config.feature_dim
+        self.input_width = input_width
+        self.encoder = SequenceEncoder(
+            cell=config.cell, units=config.hidden_units, num_layers=config.num_layers,
+            bidirectional=config.bidirectional, input_keep_prob=config.input_keep_prob,
+            state_keep_prob=config.state_keep_prob, output_keep_prob=config.output_keep_prob,
+            variational_recurrent=config.variational_recurrent,
+            mask_per_example=config.mask_per_example, update_keep_prob=config.update_keep_prob,
+            forget_bias=config.forget_bias, name="encoder")
+        self.pooling = make_pooling(config.pooling, name="pooling")
+        bias = None
+        if config.prior_bias_init and config.class_counts:
+            bias = prior_bias(self.head_name, config.class_counts, config.num_train_examples)
+        self.head = make_head(self.head_name, config.num_classes, bias_init=bias, name="head")
+        if not config.uses_tokens and config.feature_mean:
+            self._mean = np.asarray(config.feature_mean, np.float32)
+            self._std = np.asarray(config.feature_std or [1.0] * config.feature_dim, np.float32)
+        else:
+            self._mean = self._std = None
+
+    def build(self, inputs_shape=None):
+        # Sublayers build on their first call; a tagging model never calls its (weightless)
+        # pooling in `call`, so build it here to keep Keras' bookkeeping honest.
+        width = self.encoder.output_size
+        if not self.pooling.built:
+            self.pooling.build((None, None, width), (None, width), (None,))
+        self.built = True
+
+    @property
+    def input_key(self) -> str:
+        """The batch key this model reads besides "lengths"."""
+        return "token_ids" if self.model_config.uses_tokens else "features"
+
+    def _encoder_inputs(self, inputs: Mapping[str, tf.Tensor]):
+        """(steps float32 [B, T, D'] with exact zeros past each length, lengths int32 [B])."""
+        lengths = tf.cast(inputs["lengths"], tf.int32)
+        if self.embedding is not None:
+            token_ids = tf.cast(inputs["token_ids"], tf.int32)
+            mask = step_mask(lengths, tf.shape(token_ids)[1])
+            # Padded ids may be anything (even out of range): look up row 0 there instead.
+            token_ids = tf.where(mask, token_ids, tf.zeros_like(token_ids))
+            steps = self.embedding(token_ids)
+        else:
+            steps = tf.cast(inputs["features"], tf.float32)
+            mask = step_mask(lengths, tf.shape(steps)[1])
+            if self._mean is not None:
+                steps = (steps - tf.constant(self._mean)) / tf.constant(self._std)
+        # `where`, not a multiply: garbage past a length (even NaN) must not reach the encoder,
+        # and its gradient there is exactly zero.
+        steps = tf.where(tf.expand_dims(mask, -1), steps, tf.zeros_like(steps))
+        return steps, lengths
+
+    def encode(self, inputs, training=False, seed=None):
+        """(outputs float32 [B, T, H], final float32 [B, H], lengths int32 [B])."""
+        steps, lengths = self._encoder_inputs(inputs)
+        outputs, final = self.encoder(steps, lengths, training=training, seed=seed)
+        return outputs, final, lengths
+
+    def embed(self, inputs, training=False, seed=None):
+        """float32 [B, H']: the pooled representation the sequence-level heads read."""
+        outputs, final, lengths = self.encode(inputs, training=training, seed=seed)
+        return self.pooling(outputs, final, lengths)
+
+    def call(self, inputs, training=False, seed=None):
+        outputs, final, lengths = self.encode(inputs, training=training, seed=seed)
+        # The tagging head reads per-step outputs; its pooling is only for `embed`.
+        pooled = final if self.head_name == "tagging" else self.pooling(outputs, final, lengths)
+        return self.head(pooled, outputs, lengths)
+
+    def get_config(self):
+        return {"name": self.name, "config": self.model_config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        model_config = config.pop("config")
+        if not isinstance(model_config, ModelConfig):
+            model_config = ModelConfig.from_dict(model_config)
+        return cls(model_config, name=config.get("name"))
+
+
+def dummy_batch(config: ModelConfig, batch_size: int = 1, max_time: int = 2):
+    """A batch dict of zeros with full lengths, for building variables and tracing."""
+    lengths = tf.fill([batch_size], tf.constant(max_time, tf.int32))
+    if config.uses_tokens:
+        return {"token_ids": tf.ones([batch_size, max_time], tf.int32), "lengths": lengths}
+    return {"features": tf.zeros([batch_size, max_time, config.feature_dim], tf.float32),
+            "lengths": lengths}
+
+
+def build_model(config: ModelConfig) -> SequenceClassifier:
+    """A `SequenceClassifier` with every variable created (so a checkpoint can be restored
+    before the first training step)."""
+    model = SequenceClassifier(config)
+    model(dummy_batch(config), training=False)
+    return model

@@ -1,0 +1,206 @@
+"""`ModelConfig`: every number a `SequenceClassifier` is built from, in one frozen dataclass.
+
+Two kinds of field:
+
+* hyperparameters (no metadata): the trainer turns each into a flag, `hidden_units` ->
+  `--hidden-units`, so renaming one renames a flag;
+* data-derived fields (`metadata={"derived": True}`): copied by the trainer from the data spec
+  (feature width, vocabulary size, label count, normalisation statistics, class counts). They are
+  never flags; `models/` never reads the spec itself.
+
+`dataclasses.asdict(config)` is JSON-ready and `ModelConfig.from_dict` reverses it (lists from JSON
+become tuples again), which is how `SequenceClassifier.get_config` round-trips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Tuple
+
+# Names the encoder in `models.rnn` accepts; kept here so a config can be validated without
+# building anything.
+CELLS = ("lstm", "gru", "rnn", "layer_norm_lstm")
+POOLING_NAMES = ("last", "mean", "max", "attention")
+HEAD_NAMES = ("auto", "multiclass", "binary", "multilabel", "tagging")
+CLASS_WEIGHTINGS = ("none", "balanced")
+# "text" is accepted because the data spec says so for raw strings: the model still sees token ids.
+INPUT_KINDS = ("features", "tokens", "text")
+TARGET_KINDS = ("label", "labels", "tags")
+
+# Which heads can be trained on which target kind.
+_HEADS_FOR_TARGET = {
+    "label": ("multiclass", "binary"),
+    "labels": ("multilabel",),
+    "tags": ("tagging",),
+}
+
+
+def _derived(default):
+    return dataclasses.field(default=default, metadata={"derived": True})
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyperparameters and data-derived sizes of a `SequenceClassifier`.
+
+    Attributes (hyperparameters, one flag each):
+      cell: recurrent cell, one of `CELLS`.
+      hidden_units: units per direction per layer.
+      num_layers: stacked recurrent layers.
+      bidirectional: run a backward twin of every layer and concatenate.
+      pooling: how per-step outputs become one vector: last | mean | max | attention.
+      head: auto | multiclass | binary | multilabel | tagging. "auto" picks from `target_kind`:
+        label -> multiclass (binary, one logit, when there are exactly 2 classes),
+        labels -> multilabel, tags -> tagging.
+      embedding_dim: width of the token embedding (token inputs only).
+      input_keep_prob, state_keep_prob, output_keep_prob: TF1 DropoutWrapper keep probabilities,
+        each in (0, 1]; 1.0 disables that dropout.
+      variational_recurrent: one dropout mask per sequence (True) or per step (False).
+      mask_per_example: draw a mask per example rather than one shared by the batch.
+      update_keep_prob: keep probability of the cell's candidate update (recurrent dropout in the
+        style of Semeniuta et al.), in (0, 1].
+      forget_bias: added to the LSTM forget gate.
+      label_smoothing: in [0, 1); mass spread uniformly over the classes of the target.
+      class_weighting: none | balanced (weights from `class_counts`).
+      prior_bias_init: initialise the output bias from `class_counts` so step 0 predicts the
+        training base rate.
+
+    Attributes (derived from the data spec by the trainer, not flags):
+      input_kind: features | tokens | text (text arrives as token ids, like tokens).
+      target_kind: label | labels | tags.
+      feature_dim: width D of dense feature steps (features only).
+      vocab_size: embedding rows including padding id 0 and the OOV buckets (tokens only).
+      num_classes: number of labels C.
+      feature_mean, feature_std: per-feature normalisation constants, length D, or empty for
+        none; baked into the graph so serving normalises the same way.
+      class_counts: training examples per class (per real step for tags), length C, or empty.
+      num_train_examples: training examples; only multilabel needs it (prior log-odds and
+        balanced positive weights), 0 when unknown.
+    """
+
+    cell: str = "lstm"
+    hidden_units: int = 64
+    num_layers: int = 1
+    bidirectional: bool = False
+    pooling: str = "last"
+    head: str = "auto"
+    embedding_dim: int = 64
+    input_keep_prob: float = 1.0
+    state_keep_prob: float = 1.0
+    output_keep_prob: float = 1.0
+    variational_recurrent: bool = True
+    mask_per_example: bool = False
+    update_keep_prob: float = 1.0
+    forget_bias: float = 1.0
+    label_smoothing: float = 0.0
+    class_weighting: str = "none"
+    prior_bias_init: bool = True
+
+    input_kind: str = _derived("features")
+    target_kind: str = _derived("label")
+    feature_dim: int = _derived(0)
+    vocab_size: int = _derived(0)
+    num_classes: int = _derived(0)
+    feature_mean: tuple = _derived(())
+    feature_std: tuple = _derived(())
+    class_counts: tuple = _derived(())
+    num_train_examples: int = _derived(0)
+
+    def __post_init__(self):
+        # JSON gives lists; a frozen config must hold hashable tuples of plain numbers.
+        for name, kind in (("feature_mean", float), ("feature_std", float), ("class_counts", float)):
+            value = getattr(self, name)
+            object.__setattr__(self, name, tuple(kind(v) for v in value))
+        self._check_choice("cell", CELLS)
+        self._check_choice("pooling", POOLING_NAMES)
+        self._check_choice("head", HEAD_NAMES)
+        self._check_choice("class_weighting", CLASS_WEIGHTINGS)
+        self._check_choice("input_kind", INPUT_KINDS)
+        self._check_choice("target_kind", TARGET_KINDS)
+        for name in ("hidden_units", "num_layers", "embedding_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)!r}")
+        for name in ("feature_dim", "vocab_size", "num_classes", "num_train_examples"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name}: expected an integer >= 0, got {getattr(self, name)!r}")
+        for name in ("input_keep_prob", "state_keep_prob", "output_keep_prob", "update_keep_prob"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name}: expected a keep probability in (0, 1], got {value!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing: expected a value in [0, 1), got {self.label_smoothing!r}")
+        if self.head != "auto" and self.head not in _HEADS_FOR_TARGET[self.target_kind]:
+            raise ValueError(
+                f"head={self.head!r} cannot train on target_kind={self.target_kind!r}; expected one of "
+                f"{('auto',) + _HEADS_FOR_TARGET[self.target_kind]}")
+        if self.pooling == "attention" and self.resolved_head == "tagging":
+            raise ValueError("pooling='attention' with a tagging head: the head reads per-step "
+                             "outputs, so attention weights would never train; expected "
+                             "pooling in ('last', 'mean', 'max')")
+        if self.head == "binary" and self.num_classes not in (0, 2):
+            raise ValueError(f"head='binary' needs exactly 2 classes, got num_classes={self.num_classes}")
+        if self.feature_dim:
+            for name in ("feature_mean", "feature_std"):
+                values = getattr(self, name)
+                if values and len(values) != self.feature_dim:
+                    raise ValueError(
+                        f"{name}: expected {self.feature_dim} values (feature_dim), got {len(values)}")
+        if any(s <= 0 for s in self.feature_std):
+            raise ValueError(f"feature_std: expected every value > 0, got {self.feature_std}")
+        if self.class_counts and self.num_classes and len(self.class_counts) != self.num_classes:
+            raise ValueError(
+                f"class_counts: expected {self.num_classes} values (num_classes), "
+                f"got {len(self.class_counts)}")
+
+    def _check_choice(self, name: str, choices: Tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value not in choices:
+            raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
+
+    @property
+    def resolved_head(self) -> str:
+        """The head actually built: `head`, or the one "auto" picks from `target_kind`."""
+        if self.head != "auto":
+            return self.head
+        if self.target_kind == "label":
+            return "binary" if self.num_classes == 2 else "multiclass"
+        return {"labels": "multilabel", "tags": "tagging"}[self.target_kind]
+
+    @property
+    def uses_tokens(self) -> bool:
+        """True when the model reads `token_ids` (and embeds them) instead of `features`."""
+        return self.input_kind in ("tokens", "text")
+
+    def check_buildable(self) -> None:
+        """Raises ValueError unless the data-derived sizes needed to build a model are set."""
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes: expected >= 1 (set from the data spec), got {self.num_classes}")
+        if self.uses_tokens and self.vocab_size < 2:
+            raise ValueError(f"vocab_size: expected >= 2 for token inputs, got {self.vocab_size}")
+        if not self.uses_tokens and self.feature_dim < 1:
+            raise ValueError(f"feature_dim: expected >= 1 for dense inputs, got {self.feature_dim}")
+        if self.resolved_head == "binary" and self.num_classes != 2:
+            raise ValueError(f"head='binary' needs exactly 2 classes, got num_classes={self.num_classes}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
+        """Inverse of `to_dict`; unknown keys are an error (they usually mean a renamed field)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {unknown}; expected a subset of {sorted(known)}")
+        return cls(**values)
+
+
+def hyperparameter_fields() -> Tuple[dataclasses.Field, ...]:
+    """The fields that are flags (everything not marked derived), in declaration order."""
+    return tuple(f for f in dataclasses.fields(ModelConfig) if not f.metadata.get("derived"))
+
+
+def derived_fields() -> Tuple[dataclasses.Field, ...]:
+    """The fields the trainer fills from the data spec."""
+    return tuple(f for f in dataclasses.fields(ModelConfig) if f.metadata.get("derived"))

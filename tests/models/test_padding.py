@@ -1,0 +1,99 @@
+"""Padding never changes a result: logits, loss and every gradient ignore steps past a length.
+
+Each case pads a batch (whose padding already holds garbage, not zeros) with more garbage steps
+and compares. The cases cover every cell, pooling, head and input kind at least once, plus
+stacking, bidirectionality and training-mode (variational) dropout.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import build_model, compute_loss
+from models_testlib import make_batch, pad_batch, tiny_config, to_tensors
+
+CASES = [
+    # (cell, pooling, head, tokens, extra config, training)
+    ("lstm", "last", "multiclass", False, {}, False),
+    ("gru", "mean", "binary", True, {}, False),
+    ("rnn", "max", "multilabel", False, {"bidirectional": True}, False),
+    ("layer_norm_lstm", "attention", "multiclass", True, {"num_layers": 2}, False),
+    ("lstm", "last", "tagging", False, {"num_layers": 2, "bidirectional": True}, False),
+    ("gru", "max", "tagging", True, {}, False),
+    ("layer_norm_lstm", "mean", "binary", False,
+     {"bidirectional": True, "input_keep_prob": 0.7, "state_keep_prob": 0.8,
+      "output_keep_prob": 0.9, "update_keep_prob": 0.8}, True),
+    ("lstm", "attention", "multilabel", True,
+     {"num_layers": 2, "input_keep_prob": 0.7, "state_keep_prob": 0.8, "mask_per_example": True},
+     True),
+]
+
+
+def _forward_backward(model, head, batch, training):
+    batch = to_tensors(batch)
+    input_key = model.input_key
+    with tf.GradientTape() as tape:
+        if input_key == "features":
+            tape.watch(batch["features"])
+        logits = model(batch, training=training, seed=tf.constant([3, 4]) if training else None)
+        loss = compute_loss(head, logits, batch)
+    sources = list(model.trainable_variables)
+    if input_key == "features":
+        sources.append(batch["features"])
+    grads = tape.gradient(loss, sources)
+    grads = [tf.convert_to_tensor(g) if g is not None else None for g in grads]
+    return logits.numpy(), loss.numpy(), grads
+
+
+@pytest.mark.parametrize("cell,pooling,head,tokens,extra,training", CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]}-{'tok' if c[3] else 'dense'}"
+                              f"{'-' + '-'.join(c[4]) if c[4] else ''}" for c in CASES])
+def test_padding_changes_nothing(cell, pooling, head, tokens, extra, training):
+    config = tiny_config(head, tokens=tokens, cell=cell, pooling=pooling, **extra)
+    model = build_model(config)
+    batch = make_batch(config)
+    padded = pad_batch(batch)
+    logits, loss, grads = _forward_backward(model, head, batch, training)
+    logits_p, loss_p, grads_p = _forward_backward(model, head, padded, training)
+
+    time_steps = batch["lengths"].max()
+    if head == "tagging":
+        assert logits_p.shape[1] == time_steps + 3
+        np.testing.assert_array_equal(logits_p[:, time_steps:], 0.0)
+        logits_p = logits_p[:, :time_steps]
+    np.testing.assert_allclose(logits_p, logits, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(loss_p, loss, atol=1e-6, rtol=0)
+
+    variables = model.trainable_variables
+    for var, g, g_p in zip(variables, grads, grads_p):
+        assert g is not None, f"no gradient reaches {var.path}"
+        np.testing.assert_allclose(g_p.numpy(), g.numpy(), atol=1e-6, rtol=0, err_msg=var.path)
+
+    if tokens:
+        # Only rows of real tokens get gradient; garbage ids in the padding never do.
+        (table_grad,) = [g for v, g in zip(variables, grads_p) if "embedding" in v.path]
+        real_mask = np.arange(padded["token_ids"].shape[1])[None, :] < padded["lengths"][:, None]
+        real_ids = set(padded["token_ids"][real_mask].tolist())
+        touched = set(np.nonzero(np.any(table_grad.numpy() != 0, axis=1))[0].tolist())
+        assert touched and touched <= real_ids
+    else:
+        input_grad = grads_p[-1].numpy()
+        real_mask = np.arange(input_grad.shape[1])[None, :] < padded["lengths"][:, None]
+        assert np.all(input_grad[~real_mask] == 0.0)
+        assert np.any(input_grad[real_mask] != 0.0)
+
+
+def test_nan_in_padding_stays_out():
+    config = tiny_config("multiclass", pooling="mean")
+    model = build_model(config)
+    batch = make_batch(config)
+    poisoned = dict(batch)
+    features = batch["features"].copy()
+    real = np.arange(features.shape[1])[None, :] < batch["lengths"][:, None]
+    features[~real] = np.nan
+    poisoned["features"] = features
+    _, loss, grads = _forward_backward(model, "multiclass", poisoned, False)
+    assert np.isfinite(loss)
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads)
+    np.testing.assert_allclose(model(to_tensors(poisoned)).numpy(),
+                               model(to_tensors(batch)).numpy(), atol=1e-6, rtol=0)
