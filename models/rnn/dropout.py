@@ -55,7 +55,10 @@ def keep_mask(keep_prob, shape, seed):
 
     seed: int32/int64 [2], stateless seed.
     """
-    noise = tf.random.stateless_uniform(shape, seed=seed, dtype=tf.float32)
+    # Same seed -> same mask within one execution mode. XLA's Philox stream differs from the
+    # TF CPU kernel's (even for StatelessRandomUniformV2 with explicit key/counter), so a
+    # jit-compiled step draws other (equally valid) masks than the same step without XLA.
+    noise = tf.random.stateless_uniform(shape, seed=seed, dtype=tf.float32, alg="philox")
     return tf.floor(keep_prob + noise) / keep_prob
 
 
@@ -133,12 +136,12 @@ class DropoutWrapper(keras.layers.Layer):
         Returns:
           `DropoutMasks`; entries are None where the keep probability is 1.
         """
-        seed = tf.random.experimental.stateless_fold_in(seed, self.seed)
+        seed = tf.random.experimental.stateless_fold_in(seed, self.seed, alg="philox")
 
         def draw(keep_prob, size, salt):
             if keep_prob >= 1.0:
                 return None
-            sub = tf.random.experimental.stateless_fold_in(seed, salt)
+            sub = tf.random.experimental.stateless_fold_in(seed, salt, alg="philox")
             return keep_mask(keep_prob, self._shape(size, batch_size, time_steps), sub)
 
         h = self.cell.units
