@@ -14,6 +14,7 @@ import datetime
 import logging
 import math
 import os
+import sys
 import time
 from typing import Dict, Optional
 
@@ -134,7 +135,7 @@ def train_and_evaluate(config: Config) -> Dict[str, object]:
     manager = tf.train.CheckpointManager(
         checkpoint, tf.io.gfile.join(model_dir, "checkpoints"), max_to_keep=tc.keep_checkpoint_max,
         step_counter=step)
-    best_checkpoint = tf.train.Checkpoint(model=model, step=step)
+    best_checkpoint = tf.train.Checkpoint(model=model)  # its file name carries the step
     best_manager = tf.train.CheckpointManager(
         best_checkpoint, tf.io.gfile.join(model_dir, "best"), max_to_keep=1, step_counter=step)
     restored = _restore_newest_readable(checkpoint, manager)
@@ -167,7 +168,7 @@ def train_and_evaluate(config: Config) -> Dict[str, object]:
         if progbar is None:
             epoch = int(step) // steps_per_epoch + 1
             progbar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "seq/s", "tok/s"],
-                                          verbose=1)
+                                          verbose=1 if sys.stdout.isatty() else 2)
             print(f"epoch {epoch}")
         batch = next(iterator)
         seed = rng.make_seeds(1)[:, 0]
