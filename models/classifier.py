@@ -88,15 +88,18 @@ class SequenceClassifier(keras.Model):
 
     def _encoder_inputs(self, inputs: Mapping[str, tf.Tensor]):
         """(steps float32 [B, T, D'] with exact zeros past each length, lengths int32 [B])."""
-        lengths = tf.cast(inputs["lengths"], tf.int32)
+        steps = inputs[self.input_key]
+        # A length past T means "all of it"; pooling divides by the clipped length. (`minimum`,
+        # not `clip_by_value`: the latter lowers to an int32 Relu6, which TFLite lacks.)
+        lengths = tf.minimum(tf.cast(inputs["lengths"], tf.int32), tf.shape(steps)[1])
         if self.embedding is not None:
-            token_ids = tf.cast(inputs["token_ids"], tf.int32)
+            token_ids = tf.cast(steps, tf.int32)
             mask = step_mask(lengths, tf.shape(token_ids)[1])
             # Padded ids may be anything (even out of range): look up row 0 there instead.
             token_ids = tf.where(mask, token_ids, tf.zeros_like(token_ids))
             steps = self.embedding(token_ids)
         else:
-            steps = tf.cast(inputs["features"], tf.float32)
+            steps = tf.cast(steps, tf.float32)
             mask = step_mask(lengths, tf.shape(steps)[1])
             if self._mean is not None:
                 steps = (steps - tf.constant(self._mean)) / tf.constant(self._std)

@@ -54,10 +54,15 @@ def _smooth_binary(targets, label_smoothing):
     return targets
 
 
+def _as_weights(class_weights) -> tf.Tensor:
+    """float32 [C] from a list, numpy array or tensor."""
+    return tf.cast(tf.convert_to_tensor(class_weights), tf.float32)
+
+
 def _gather_class_weights(class_weights, class_ids):
     if class_weights is None:
         return None
-    return tf.gather(tf.constant(np.asarray(class_weights, np.float32)), class_ids)
+    return tf.gather(_as_weights(class_weights), class_ids)
 
 
 def loss_terms(head: str, logits: tf.Tensor, batch: Mapping[str, tf.Tensor], *,
@@ -71,7 +76,8 @@ def loss_terms(head: str, logits: tf.Tensor, batch: Mapping[str, tf.Tensor], *,
       batch: dict with the target, "lengths" (tagging) and optionally "weight".
       label_smoothing: in [0, 1); softmax targets become (1 - s) * one_hot + s / C, sigmoid
         targets (1 - s) * y + s / 2.
-      class_weights: length C (2 for binary), or None. See the module docstring.
+      class_weights: length C (2 for binary), or None; a list, numpy array or float32 tensor.
+        See the module docstring.
 
     Returns:
       (weighted_sum, total_weight): float32 scalars; the loss is their ratio.
@@ -96,7 +102,7 @@ def loss_terms(head: str, logits: tf.Tensor, batch: Mapping[str, tf.Tensor], *,
         else:
             elementwise = tf.nn.weighted_cross_entropy_with_logits(
                 labels=targets, logits=logits,
-                pos_weight=tf.constant(np.asarray(class_weights, np.float32)))
+                pos_weight=_as_weights(class_weights))
         losses = tf.reduce_mean(elementwise, axis=-1)
         per_class = None
     elif head == "tagging":

@@ -110,6 +110,31 @@ def test_config_round_trip_gives_same_logits(head, tokens, pooling):
     np.testing.assert_array_equal(clone(batch).numpy(), model(batch).numpy())
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "models/rnn SequenceEncoder keeps its DropoutWrappers in (nested) Python lists, which "
+    "Keras 3.15 layers do not expose to tf.train.Checkpoint: no encoder weight is saved. "
+    "Remove this mark once the encoder assigns them as attributes."))
+def test_checkpoint_restores_before_the_first_step(tmp_path):
+    config = tiny_config("multiclass", tokens=True, pooling="attention", num_layers=2)
+    model = build_model(config)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    fresh = build_model(config)
+    tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
+    for restored, original in zip(fresh.trainable_variables, model.trainable_variables):
+        np.testing.assert_array_equal(restored.numpy(), original.numpy(), err_msg=original.path)
+    batch = to_tensors(make_batch(config))
+    np.testing.assert_array_equal(fresh(batch).numpy(), model(batch).numpy())
+
+
+def test_lengths_past_time_mean_whole_sequence():
+    config = tiny_config("multiclass", pooling="mean")
+    model = build_model(config)
+    batch = make_batch(config, lengths=(5, 5, 5))
+    too_long = dict(batch, lengths=np.array([9, 5, 6], np.int32))
+    np.testing.assert_allclose(model(to_tensors(too_long)).numpy(),
+                               model(to_tensors(batch)).numpy(), atol=1e-6)
+
+
 def test_dropout_only_when_training_and_seeded():
     config = tiny_config("multiclass", input_keep_prob=0.6, state_keep_prob=0.6,
                          output_keep_prob=0.6)

@@ -123,3 +123,12 @@ def test_balanced_class_weights():
         class_weights_from_counts([1, 3], "inverse")
     with pytest.raises(ValueError, match="num_examples > 0"):
         class_weights_from_counts([1, 3], "balanced", head="multilabel")
+
+
+def test_class_weights_may_be_a_captured_tensor():
+    cw = tf.constant([2.0, 1.0, 0.25])
+    fn = tf.function(lambda logits, label: compute_loss(
+        "multiclass", logits, {"label": label}, class_weights=cw), jit_compile=True)
+    expected = compute_loss("multiclass", LOGITS, {"label": LABEL}, class_weights=[2.0, 1.0, 0.25])
+    np.testing.assert_allclose(fn(tf.constant(LOGITS), tf.constant(LABEL)).numpy(),
+                               expected.numpy(), rtol=1e-6)

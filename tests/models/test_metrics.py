@@ -95,3 +95,10 @@ def test_tagging_counts_real_steps_only():
     metrics.update(logits, {"tags": tags, "lengths": lengths})
     np.testing.assert_array_equal(metrics.confusion_matrix(), [[1, 1], [0, 1]])
     assert metrics.result()["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_loss_terms_from_the_eval_step_are_used():
+    metrics = EvalMetrics("multiclass", 3)
+    metrics.update(_logits(PROBS), {"label": LABEL}, loss=(3.0, 2.0))
+    metrics.update(_logits(PROBS), {"label": LABEL}, loss=(1.0, 2.0))
+    assert metrics.result()["loss"] == pytest.approx(1.0)

@@ -45,9 +45,17 @@ def _forward_backward(model, head, batch, training):
     return logits.numpy(), loss.numpy(), grads
 
 
+def _case_id(case):
+    cell, pooling, head, tokens, extra, training = case
+    parts = [cell, pooling, head, "tokens" if tokens else "dense"]
+    parts += ["bi"] if extra.get("bidirectional") else []
+    parts += [f"{extra['num_layers']}layers"] if "num_layers" in extra else []
+    parts += ["dropout"] if training else []
+    return "-".join(parts)
+
+
 @pytest.mark.parametrize("cell,pooling,head,tokens,extra,training", CASES,
-                         ids=[f"{c[0]}-{c[1]}-{c[2]}-{'tok' if c[3] else 'dense'}"
-                              f"{'-' + '-'.join(c[4]) if c[4] else ''}" for c in CASES])
+                         ids=[_case_id(c) for c in CASES])
 def test_padding_changes_nothing(cell, pooling, head, tokens, extra, training):
     config = tiny_config(head, tokens=tokens, cell=cell, pooling=pooling, **extra)
     model = build_model(config)
