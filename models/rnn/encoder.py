@@ -45,9 +45,12 @@ class SequenceEncoder(keras.layers.Layer):
       masks: optional list (per layer) of lists (per direction) of `DropoutMasks`, used
         instead of drawing (tests, reference checks); applied whatever `training` is.
       return_state: bool, also return the final states of every layer.
+      return_sequences: bool; False skips collecting the top layer's per-step outputs
+        (outputs is None): faster training when only `final` is pooled.
 
     Returns:
-      outputs: float32 [B, T, units * directions], zero at and past each length.
+      outputs: float32 [B, T, units * directions], zero at and past each length (None with
+        return_sequences=False).
       final: float32 [B, units * directions], top layer's final "h" state (forward, then
         backward after it read the whole sequence) — the `dynamic_rnn` final state, so state
         dropout is in it when training, as in TF1.
@@ -119,7 +122,8 @@ class SequenceEncoder(keras.layers.Layer):
         return [[w.draw_masks(seed, batch_size, time_steps) for w in row]
                 for row in self.wrappers]
 
-    def call(self, inputs, lengths, training=False, seed=None, masks=None, return_state=False):
+    def call(self, inputs, lengths, training=False, seed=None, masks=None, return_state=False,
+             return_sequences=True):
         inputs = tf.convert_to_tensor(inputs, tf.float32)
         time_steps, batch_size = tf.shape(inputs)[1], tf.shape(inputs)[0]
         lengths = tf.clip_by_value(tf.cast(lengths, tf.int32), 0, time_steps)
@@ -134,31 +138,31 @@ class SequenceEncoder(keras.layers.Layer):
             masks = self.draw_masks(seed, batch_size, time_steps)
 
         states = []
+        reverse = lambda v: tf.reverse_sequence(v, lengths, seq_axis=0, batch_axis=1)
         for layer, row in enumerate(self.wrappers):
             outputs, layer_states = [], []
+            sequences = return_sequences or layer < self.num_layers - 1
             for direction, wrapper in enumerate(row):
                 m = None if masks is None else masks[layer][direction]
-                if direction == 0:
-                    out, final = recur(wrapper, x, lengths, m,
-                                       parallel_iterations=self.parallel_iterations)
-                else:
-                    reverse = lambda v: tf.reverse_sequence(v, lengths, seq_axis=0, batch_axis=1)
-                    out, final = recur(wrapper, reverse(x), lengths, m,
-                                       parallel_iterations=self.parallel_iterations)
+                out, final = recur(wrapper, x if direction == 0 else reverse(x), lengths, m,
+                                   parallel_iterations=self.parallel_iterations,
+                                   return_sequences=sequences)
+                if direction == 1 and sequences:
                     out = reverse(out)
                 outputs.append(out)
                 layer_states.append(dict(zip(wrapper.cell.state_names, final)))
-            x = outputs[0] if len(outputs) == 1 else tf.concat(outputs, axis=-1)
+            if sequences:
+                x = outputs[0] if len(outputs) == 1 else tf.concat(outputs, axis=-1)
             states.append(layer_states)
 
-        outputs = tf.transpose(x, [1, 0, 2])
+        outputs = tf.transpose(x, [1, 0, 2]) if return_sequences else None
         final = tf.concat([s["h"] for s in states[-1]], axis=-1)
         if return_state:
             return outputs, final, states
         return outputs, final
 
     def compute_output_spec(self, inputs, lengths, training=False, seed=None, masks=None,
-                            return_state=False):
+                            return_state=False, return_sequences=True):
         b, t = inputs.shape[0], inputs.shape[1]
         out = (keras.KerasTensor((b, t, self.output_size)),
                keras.KerasTensor((b, self.output_size)))

@@ -31,7 +31,8 @@ def _write_step(buffer, t, value):
     return updated, grad
 
 
-def recur(wrapper, inputs, lengths, masks=None, initial_states=None, parallel_iterations=32):
+def recur(wrapper, inputs, lengths, masks=None, initial_states=None, parallel_iterations=32,
+          return_sequences=True):
     """Runs a (dropout-wrapped) cell over time-major inputs, respecting lengths.
 
     For steps at or past a sequence's length the output is zero and the state is carried
@@ -44,6 +45,8 @@ def recur(wrapper, inputs, lengths, masks=None, initial_states=None, parallel_it
       masks: `DropoutMasks` or None (no dropout).
       initial_states: tuple of float32 [B, H] or None (zeros).
       parallel_iterations: passed to `tf.while_loop`.
+      return_sequences: bool; False skips the output buffer (outputs is None), which saves
+        a write per step and its gradient when only the final state is used.
     Returns:
       (outputs float32 [T, B, H], zero from each length on and after output dropout,
        final_states tuple of float32 [B, H] in `wrapper.cell.state_names` order).
@@ -54,17 +57,23 @@ def recur(wrapper, inputs, lengths, masks=None, initial_states=None, parallel_it
     if initial_states is None:
         initial_states = cell.zero_state(batch_size)
     num_steps = tf.minimum(tf.reduce_max(lengths), time_steps)
-    outputs = tf.zeros(tf.stack([time_steps, batch_size, cell.output_size]))
     weights = cell.recurrent_weights()
 
-    def body(t, states, outputs):
+    def body(t, states, *outputs):
         output, new_states = wrapper.step(t, tf.gather(projected, t), states, weights, masks)
         valid = tf.expand_dims(t < lengths, 1)  # [B, 1]
         new_states = tuple(tf.where(valid, new, old) for new, old in zip(new_states, states))
+        if not return_sequences:
+            return (t + 1, new_states)
         output = tf.where(valid, output, tf.zeros_like(output))
-        return t + 1, new_states, _write_step(outputs, t, output)
+        return t + 1, new_states, _write_step(outputs[0], t, output)
 
-    _, states, outputs = tf.while_loop(
-        lambda t, *_: t < num_steps, body, (tf.constant(0), tuple(initial_states), outputs),
+    loop_vars = (tf.constant(0), tuple(initial_states))
+    if return_sequences:
+        loop_vars += (tf.zeros(tf.stack([time_steps, batch_size, cell.output_size])),)
+    result = tf.while_loop(
+        lambda t, *_: t < num_steps, body, loop_vars,
         parallel_iterations=parallel_iterations, maximum_iterations=time_steps)
-    return wrapper.drop_outputs(outputs, masks), states
+    if not return_sequences:
+        return None, result[1]
+    return wrapper.drop_outputs(result[2], masks), result[1]

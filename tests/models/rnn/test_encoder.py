@@ -72,3 +72,10 @@ def test_loop_stops_at_longest_length():
     encoder = SequenceEncoder("lstm", units=4)
     outputs, final = encoder(X, np.zeros([3], np.int32))
     assert not np.any(outputs.numpy()) and not np.any(final.numpy())
+
+
+def test_return_sequences_false_gives_same_final():
+    encoder = SequenceEncoder("lstm", units=4, num_layers=2, bidirectional=True)
+    outputs, final = encoder(X, LENGTHS, return_sequences=False)
+    assert outputs is None
+    np.testing.assert_allclose(final, encoder(X, LENGTHS)[1], atol=1e-7)
