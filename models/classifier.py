@@ -108,19 +108,32 @@ class SequenceClassifier(keras.Model):
         steps = tf.where(tf.expand_dims(mask, -1), steps, tf.zeros_like(steps))
         return steps, lengths
 
-    def encode(self, inputs, training=False, seed=None):
-        """(outputs float32 [B, T, H], final float32 [B, H], lengths int32 [B])."""
+    def encode(self, inputs, training=False, seed=None, return_sequences=True):
+        """(outputs float32 [B, T, H], final float32 [B, H], lengths int32 [B]).
+
+        With return_sequences=False the encoder skips its top layer's output buffer and
+        outputs is None.
+        """
         steps, lengths = self._encoder_inputs(inputs)
-        outputs, final = self.encoder(steps, lengths, training=training, seed=seed)
+        outputs, final = self.encoder(steps, lengths, training=training, seed=seed,
+                                      return_sequences=return_sequences)
         return outputs, final, lengths
+
+    @property
+    def _needs_sequences(self) -> bool:
+        """Whether anything downstream reads per-step outputs (only "last" pooling does not)."""
+        return self.head_name == "tagging" or self.model_config.pooling != "last"
 
     def embed(self, inputs, training=False, seed=None):
         """float32 [B, H']: the pooled representation the sequence-level heads read."""
-        outputs, final, lengths = self.encode(inputs, training=training, seed=seed)
+        outputs, final, lengths = self.encode(
+            inputs, training=training, seed=seed,
+            return_sequences=self.model_config.pooling != "last")
         return self.pooling(outputs, final, lengths)
 
     def call(self, inputs, training=False, seed=None):
-        outputs, final, lengths = self.encode(inputs, training=training, seed=seed)
+        outputs, final, lengths = self.encode(inputs, training=training, seed=seed,
+                                              return_sequences=self._needs_sequences)
         # The tagging head reads per-step outputs; its pooling is only for `embed`.
         pooled = final if self.head_name == "tagging" else self.pooling(outputs, final, lengths)
         return self.head(pooled, outputs, lengths)

@@ -204,7 +204,7 @@ def _run_tflite(flatbuffer, feeds):
     ("multiclass", True, {"cell": "gru", "pooling": "attention", "bidirectional": True}),
     ("tagging", False, {"cell": "lstm", "pooling": "max", "num_layers": 2}),
     ("multilabel", False, {"cell": "layer_norm_lstm", "pooling": "max"}),
-    ("binary", True, {"cell": "rnn", "pooling": "mean"}),
+    ("binary", True, {"cell": "rnn", "pooling": "last"}),
 ])
 def test_converts_to_tflite_with_builtins_only(head, tokens, extra):
     config = tiny_config(head, tokens=tokens, **extra)
