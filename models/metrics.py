@@ -177,7 +177,10 @@ class EvalMetrics:
             out[f"precision/{name}"] = float(p)
             out[f"recall/{name}"] = float(r)
             out[f"f1/{name}"] = float(f)
-        out["macro_f1"] = float(np.mean(f1))
+        # A class that is neither in the targets nor predicted says nothing about the model (a
+        # small eval split often lacks one); averaging its 0 in would punish a perfect model.
+        seen = (tp + fp + fn) > 0
+        out["macro_f1"] = float(np.mean(f1[seen])) if seen.any() else 0.0
         if self.head != "multilabel" and self._targets:
             scores = np.concatenate(self._scores)
             targets = np.concatenate(self._targets)

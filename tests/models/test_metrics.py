@@ -102,3 +102,9 @@ def test_loss_terms_from_the_eval_step_are_used():
     metrics.update(_logits(PROBS), {"label": LABEL}, loss=(3.0, 2.0))
     metrics.update(_logits(PROBS), {"label": LABEL}, loss=(1.0, 2.0))
     assert metrics.result()["loss"] == pytest.approx(1.0)
+
+
+def test_macro_f1_ignores_classes_neither_present_nor_predicted():
+    metrics = EvalMetrics("multiclass", 3, ["a", "b", "c"])
+    metrics.update(_logits([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]]), {"label": np.array([0, 1])})
+    assert metrics.result()["macro_f1"] == pytest.approx(1.0)
