@@ -38,18 +38,33 @@ class TrainConfig:
       lr_schedule: "cosine", "exponential" or "constant" after warm-up.
       warmup_steps: linear warm-up length in steps.
       clip_norm: global-norm gradient clipping (0 = off).
+      grad_accum_steps: micro-batches whose gradients make one optimizer step (the effective
+        batch is batch_size x replicas x grad_accum_steps).
+      mixed_precision: "" (float32), "mixed_float16" (with dynamic loss scaling) or
+        "mixed_bfloat16"; logits and losses stay float32.
       eval_every_steps: evaluate every N steps (0 = once per epoch).
       save_checkpoints_steps: checkpoint every N steps (0 = at every evaluation).
+      save_checkpoints_secs: also checkpoint when this many seconds passed since the last save
+        (0 = off); checked between compiled chunks of at most `log_step_count_steps` steps.
       keep_checkpoint_max: checkpoints kept besides the best one.
       log_step_count_steps: steps between throughput logs and train summaries.
       early_stopping_metric: eval metric that picks the best checkpoint and stops training.
       early_stopping_patience: evaluations without improvement before stopping (0 = never stop).
       early_stopping_min_delta: the least change that counts as an improvement.
+      warm_start_from: a checkpoint (file prefix or folder) of another run to initialise the
+        model from before training; ignored when the model dir has its own checkpoint.
+      warm_start_vars: regex; only model variables whose path matches are warm-started.
+      collective_timeout_secs: multi-worker collectives fail after this long (a dead peer
+        ends the job instead of hanging it).
       seed: seeds weights, shuffling, the validation hold-out and dropout masks.
       op_determinism: make every op deterministic (with `--deterministic` data order, a run
         and a killed-and-resumed run end bitwise equal; somewhat slower).
       jit_compile: compile the train step with XLA.
-      export_formats: comma-separated subset of "saved_model", "tflite".
+      export_formats: comma-separated subset of "saved_model", "tflite" (the TFLite files go
+        inside the SavedModel version folder; "" exports nothing).
+      export_quantize: also write a dynamic-range quantized TFLite model (size and accuracy
+        change are reported).
+      export_mc_samples: Monte-Carlo dropout samples of the `uncertainty` serving signature.
     """
 
     model_dir: str = ""
@@ -62,17 +77,25 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     warmup_steps: int = 20
     clip_norm: float = 1.0
+    grad_accum_steps: int = 1
+    mixed_precision: str = ""
     eval_every_steps: int = 0
     save_checkpoints_steps: int = 0
+    save_checkpoints_secs: int = 0
     keep_checkpoint_max: int = 3
     log_step_count_steps: int = 50
     early_stopping_metric: str = "loss"
     early_stopping_patience: int = 0
     early_stopping_min_delta: float = 0.0
+    warm_start_from: str = ""
+    warm_start_vars: str = ".*"
+    collective_timeout_secs: int = 300
     seed: int = 42
     op_determinism: bool = False
     jit_compile: bool = False
-    export_formats: str = "saved_model"
+    export_formats: str = "saved_model,tflite"
+    export_quantize: bool = False
+    export_mc_samples: int = 20
 
     def __post_init__(self):
         if self.optimizer not in ("adam", "adamw", "sgd"):
@@ -83,11 +106,18 @@ class TrainConfig:
         if self.max_steps < 0 or self.num_epochs < 0 or (self.max_steps == 0 and self.num_epochs == 0):
             raise ValueError(
                 f"set max_steps > 0 or num_epochs > 0 (got {self.max_steps}, {self.num_epochs})")
+        if self.grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+        if self.mixed_precision not in ("", "mixed_float16", "mixed_bfloat16"):
+            raise ValueError(f"mixed_precision must be '', mixed_float16 or mixed_bfloat16, "
+                             f"got {self.mixed_precision!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         formats = set(self.export_formats.split(",")) - {""}
         if not formats <= {"saved_model", "tflite"}:
             raise ValueError(f"export_formats takes saved_model and/or tflite, got {self.export_formats!r}")
+        if self.export_mc_samples < 1:
+            raise ValueError(f"export_mc_samples must be >= 1, got {self.export_mc_samples}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,18 +1,30 @@
-"""What one step does: compiled train and eval steps. When steps run is `trainer.train`'s job.
+"""What a step does: the compiled training loop body and the eval step. *When* is `trainer.train`'s job.
 
 A batch is the flat dict `data.pipeline.make_dataset` yields; the steps see only its numeric
 entries (`model_keys`), so XLA never meets the string `id` column.
+
+`TrainLoop(num_steps)` runs `num_steps` optimizer steps inside one `tf.function`: it pulls the
+batches from the (checkpointable) iterators, draws each micro-batch's dropout seed from the
+checkpointed `tf.random.Generator`, and keeps its running numbers (loss sum, sequences, tokens,
+the first non-finite step) in variables that the loop reads only when it logs. So a step costs no
+Python and no device-to-host copy, and a resumed run draws exactly what it would have drawn.
+
+One optimizer step = `grad_accum_steps` micro-batches on every replica. Gradients are of the
+weighted loss *sums*; the sum of example weights is all-reduced over replicas and micro-batches,
+so the update equals that of one batch `replicas x grad_accum_steps` times as large.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
+import keras
 import tensorflow as tf
 
 from models import loss_terms
 
 NUMERIC_KEYS = ("features", "token_ids", "lengths", "label", "labels", "tags", "weight")
+SUM = tf.distribute.ReduceOp.SUM
 
 
 def model_keys(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -28,43 +40,153 @@ def signature_of(element_spec: Dict[str, tf.TensorSpec]) -> Dict[str, tf.TensorS
     }
 
 
-def make_train_step(model, optimizer, head: str, *, clip_norm: float, label_smoothing: float,
-                    class_weights, element_spec, jit_compile: bool) -> Callable:
-    """Returns `train_step(batch, seed) -> (loss, grad_norm)`, both float32 scalars.
+class LoopStats:
+    """Running numbers the compiled loop writes and the Python loop reads at log time.
 
-    `seed` is an int64 [2] stateless seed from the trainer's checkpointed generator: it picks
-    this batch's dropout masks, so a resumed run draws exactly the masks it would have drawn.
+    loss_sum / loss_count: mean training loss since the last `reset` (float64 / int64 scalars);
+    grad_norm: the last step's global gradient norm before clipping (float32 scalar);
+    sequences, tokens, padded_tokens: global counts since the last `reset` (int64 scalars);
+    nonfinite_step: the first step whose loss was NaN or Inf, -1 while none was (int64 scalar).
+    Not checkpointed: a resumed run starts counting afresh.
     """
-    variables = model.trainable_variables
 
-    def step(batch, seed):
-        with tf.GradientTape() as tape:
-            logits = model(batch, training=True, seed=seed)
-            weighted_sum, total_weight = loss_terms(
-                head, logits, batch, label_smoothing=label_smoothing, class_weights=class_weights)
-            loss = weighted_sum / tf.maximum(total_weight, 1e-12)
-        grads = tape.gradient(loss, variables)
-        grad_norm = tf.linalg.global_norm(grads)
-        if clip_norm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=grad_norm)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss, grad_norm
+    def __init__(self):
+        def var(dtype, value=0):
+            return tf.Variable(tf.constant(value, dtype), trainable=False)
 
-    return tf.function(
-        step,
-        input_signature=[signature_of(element_spec), tf.TensorSpec([2], tf.int64, name="seed")],
-        jit_compile=jit_compile,
-    )
+        self.loss_sum, self.loss_count = var(tf.float64), var(tf.int64)
+        self.grad_norm = var(tf.float32)
+        self.sequences, self.tokens, self.padded_tokens = var(tf.int64), var(tf.int64), var(tf.int64)
+        self.nonfinite_step = var(tf.int64, -1)
+
+    def read_and_reset(self) -> Dict[str, float]:
+        """{"loss", "grad_norm", "sequences", "tokens", "padding_share"} since the last call."""
+        count = int(self.loss_count.numpy())
+        padded = int(self.padded_tokens.numpy())
+        tokens = int(self.tokens.numpy())
+        result = {"loss": float(self.loss_sum.numpy()) / max(count, 1), "steps": count,
+                  "grad_norm": float(self.grad_norm.numpy()), "sequences": int(self.sequences.numpy()),
+                  "tokens": tokens, "padding_share": 1.0 - tokens / max(padded, 1)}
+        for variable in (self.loss_sum, self.loss_count, self.sequences, self.tokens, self.padded_tokens):
+            variable.assign(tf.zeros_like(variable))
+        return result
+
+
+class TrainLoop:
+    """`loop(num_steps)` trains `num_steps` optimizer steps in one compiled call.
+
+    Args:
+      model, optimizer: built under `strategy.scope()`; the optimizer may be a Keras
+        `LossScaleOptimizer` (float16 mixed precision), whose scale the step applies.
+      head: the model's head name (`models.loss_terms`).
+      strategy: a `tf.distribute.Strategy` (the default one for a single device).
+      iterators: one checkpointable iterator per local replica, each over its own data shard.
+      rng: checkpointed `tf.random.Generator`; one int64 [2] seed per micro-batch.
+      step: int64 variable, the global step, incremented once per optimizer step.
+      clip_norm: global-norm clipping of the summed gradient (0 = off).
+      label_smoothing, class_weights: passed to `loss_terms` (class_weights float32 [C] or None).
+      element_spec: the training dataset's element spec (fixes the step's input signature).
+      grad_accum_steps: micro-batches per optimizer step.
+      jit_compile: compile the per-replica gradient computation with XLA.
+    """
+
+    def __init__(self, model, optimizer, head: str, *, strategy, iterators: Sequence, rng, step,
+                 clip_norm: float, label_smoothing: float, class_weights, element_spec,
+                 grad_accum_steps: int = 1, jit_compile: bool = False):
+        self.model, self.optimizer, self.strategy = model, optimizer, strategy
+        self.iterators, self.rng, self.step = list(iterators), rng, step
+        self.stats = LoopStats()
+        self._accum = grad_accum_steps
+        self._clip_norm = clip_norm
+        self._scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        variables = model.trainable_variables
+
+        def gradients(batch, seed, loss_scale):
+            """Gradient of this replica's weighted loss sum (times loss_scale) and the sums."""
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model(batch, training=True, seed=seed), tf.float32)
+                weighted_sum, total_weight = loss_terms(
+                    head, logits, batch, label_smoothing=label_smoothing, class_weights=class_weights)
+                objective = weighted_sum * loss_scale
+            return tape.gradient(objective, variables), weighted_sum, total_weight
+
+        self._gradients = tf.function(
+            gradients, jit_compile=jit_compile, reduce_retracing=True,
+            input_signature=[signature_of(element_spec), tf.TensorSpec([2], tf.int64),
+                             tf.TensorSpec([], tf.float32)])
+        self._loop = tf.function(self._run, input_signature=[tf.TensorSpec([], tf.int32)])
+
+    def __call__(self, num_steps: int) -> None:
+        self._loop(tf.constant(num_steps, tf.int32))
+
+    def _next_batch(self):
+        if len(self.iterators) == 1:
+            return model_keys(next(self.iterators[0]))
+        local = len(self.iterators)
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: model_keys(next(self.iterators[ctx.replica_id_in_sync_group % local])))
+
+    def _run(self, num_steps):
+        for _ in tf.range(num_steps):
+            batches = [self._next_batch() for _ in range(self._accum)]
+            seeds = [self.rng.make_seeds(1)[:, 0] for _ in range(self._accum)]
+            outputs = self.strategy.run(self._replica_step, args=(batches, seeds))
+            loss, grad_norm, sequences, tokens, padded = (
+                self.strategy.experimental_local_results(value)[0] for value in outputs)
+            self.step.assign_add(1)
+            stats = self.stats
+            stats.loss_sum.assign_add(tf.cast(loss, tf.float64))
+            stats.loss_count.assign_add(1)
+            stats.grad_norm.assign(grad_norm)
+            stats.sequences.assign_add(sequences)
+            stats.tokens.assign_add(tokens)
+            stats.padded_tokens.assign_add(padded)
+            first_bad = tf.logical_and(tf.logical_not(tf.math.is_finite(loss)), stats.nonfinite_step < 0)
+            stats.nonfinite_step.assign(tf.where(first_bad, self.step, stats.nonfinite_step))
+            if stats.nonfinite_step >= 0:
+                break  # every later step would only spread the NaN
+
+    def _replica_step(self, batches, seeds) -> Tuple[tf.Tensor, ...]:
+        context = tf.distribute.get_replica_context()
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
+        scale = tf.cast(self.optimizer.dynamic_scale, tf.float32) if self._scaled else tf.constant(1.0)
+        grads, loss_sum, weight_sum = None, 0.0, 0.0
+        sequences, tokens, padded = tf.constant(0, tf.int64), tf.constant(0, tf.int64), tf.constant(0, tf.int64)
+        for batch, seed in zip(batches, seeds):
+            seed = tf.random.experimental.stateless_fold_in(seed, replica, alg="philox")
+            micro_grads, weighted_sum, total_weight = self._gradients(batch, seed, scale)
+            grads = micro_grads if grads is None else [a + b for a, b in zip(grads, micro_grads)]
+            loss_sum += weighted_sum
+            weight_sum += total_weight
+            lengths = tf.cast(batch["lengths"], tf.int64)
+            sequences += tf.size(lengths, tf.int64)
+            tokens += tf.reduce_sum(lengths)
+            padded += tf.size(lengths, tf.int64) * tf.reduce_max(lengths)
+        # One all-reduce for everything, so clipping sees the whole global gradient.
+        totals = context.all_reduce(SUM, [loss_sum, weight_sum, sequences, tokens, padded])
+        loss_sum, weight_sum, sequences, tokens, padded = totals
+        denominator = tf.maximum(weight_sum, 1e-12)
+        grads = context.all_reduce(SUM, grads) if self.strategy.num_replicas_in_sync > 1 else grads
+        grads = [g / denominator for g in grads]
+        grad_norm = tf.linalg.global_norm(grads)  # of the scaled gradient
+        if self._clip_norm > 0:
+            grads, _ = tf.clip_by_global_norm(grads, self._clip_norm * scale, use_norm=grad_norm)
+        # apply_gradients sums over replicas again: hand each replica its share.
+        replicas = float(self.strategy.num_replicas_in_sync)
+        grads = [g / replicas for g in grads] if replicas > 1 else grads
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return loss_sum / denominator, grad_norm / scale, sequences, tokens, padded
 
 
 def make_eval_step(model, head: str, *, element_spec) -> Callable:
     """Returns `eval_step(batch) -> (logits, weighted_loss_sum, total_weight)`; no dropout.
 
-    The eval loss uses example weights but no class weights: it measures the data as they are.
+    logits float32 (see `models.heads`); the sums are float32 scalars. The eval loss uses
+    example weights but no class weights: it measures the data as they are.
     """
 
     def step(batch) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        logits = model(batch, training=False)
+        logits = tf.cast(model(batch, training=False), tf.float32)
         weighted_sum, total_weight = loss_terms(head, logits, batch)
         return logits, weighted_sum, total_weight
 

@@ -6,7 +6,6 @@ Summaries go to `<model_dir>/{train,eval}` or, on Vertex AI, `$AIP_TENSORBOARD_L
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import time
@@ -17,30 +16,35 @@ import tensorflow as tf
 
 
 class Throughput:
-    """Sequences and real (unpadded) tokens per second, over a recent window and overall."""
+    """Sequences and real (unpadded) tokens per second of training, recent and overall.
 
-    def __init__(self, window: int = 20):
+    Fed once per compiled chunk of steps with the chunk's counts and its wall time; evaluation
+    and checkpointing happen between chunks and are not counted. The first chunk of a run
+    includes tracing (and XLA compilation) and is left out of the overall rates.
+    """
+
+    def __init__(self, window: int = 5):
         self._recent = collections.deque(maxlen=window)
-        self._started = None
-        self._sequences = 0
-        self._tokens = 0
+        self._chunks = 0
+        self._sequences = self._tokens = 0
+        self._seconds = 0.0
         self.padding_share = 0.0
 
-    def add(self, lengths: np.ndarray) -> None:
-        now = time.perf_counter()
-        if self._started is None:
-            self._started = now  # the first step includes tracing: measure from its end
-        else:
-            self._sequences += len(lengths)
-            self._tokens += int(lengths.sum())
-        self._recent.append((now, len(lengths), int(lengths.sum())))
-        self.padding_share = 1.0 - float(lengths.sum()) / max(1, len(lengths) * int(lengths.max()))
+    def add(self, sequences: int, tokens: int, seconds: float, padding_share: float) -> None:
+        self._chunks += 1
+        self.padding_share = padding_share
+        if self._chunks > 1 or not self._recent:
+            self._recent.append((seconds, sequences, tokens))
+        if self._chunks == 2:
+            self._recent.popleft()  # drop the tracing chunk as soon as a real one exists
+        if self._chunks > 1:
+            self._sequences += sequences
+            self._tokens += tokens
+            self._seconds += seconds
 
     def _rate(self, column: int) -> float:
-        if len(self._recent) < 2:
-            return 0.0
-        span = self._recent[-1][0] - self._recent[0][0]
-        return sum(item[column] for item in list(self._recent)[1:]) / max(span, 1e-9)
+        span = sum(item[0] for item in self._recent)
+        return sum(item[column] for item in self._recent) / span if span > 0 else 0.0
 
     def sequences_per_second(self) -> float:
         return self._rate(1)
@@ -48,31 +52,31 @@ class Throughput:
     def tokens_per_second(self) -> float:
         return self._rate(2)
 
-    def _overall(self, count: int) -> float:
-        if self._started is None or not self._recent:
-            return 0.0
-        return count / max(self._recent[-1][0] - self._started, 1e-9)
-
     def overall_sequences_per_second(self) -> float:
-        return self._overall(self._sequences)
+        return self._sequences / self._seconds if self._seconds > 0 else self.sequences_per_second()
 
     def overall_tokens_per_second(self) -> float:
-        return self._overall(self._tokens)
+        return self._tokens / self._seconds if self._seconds > 0 else self.tokens_per_second()
 
 
 class Writers:
     """The train and eval summary writers of one run."""
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, enabled: bool = True):
+        """enabled=False (a non-chief worker): every summary goes nowhere."""
         root = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or model_dir
-        self.train_writer = tf.summary.create_file_writer(tf.io.gfile.join(root, "train"))
-        self.eval_writer = tf.summary.create_file_writer(tf.io.gfile.join(root, "eval"))
+        if enabled:
+            self.train_writer = tf.summary.create_file_writer(tf.io.gfile.join(root, "train"))
+            self.eval_writer = tf.summary.create_file_writer(tf.io.gfile.join(root, "eval"))
+        else:
+            self.train_writer = self.eval_writer = tf.summary.create_noop_writer()
 
-    def train(self, loss: float, grad_norm: float, learning_rate: float, throughput: Throughput,
+    def train(self, stats: Dict[str, float], learning_rate: float, throughput: Throughput,
               step: int) -> None:
+        """stats: `LoopStats.read_and_reset()` of the chunk that ended at `step`."""
         with self.train_writer.as_default(step=step):
-            tf.summary.scalar("loss", loss)
-            tf.summary.scalar("grad_norm", grad_norm)
+            tf.summary.scalar("loss", stats["loss"])
+            tf.summary.scalar("grad_norm", stats["grad_norm"])
             tf.summary.scalar("learning_rate", learning_rate)
             tf.summary.scalar("sequences_per_second", throughput.sequences_per_second())
             tf.summary.scalar("tokens_per_second", throughput.tokens_per_second())
@@ -88,9 +92,14 @@ class Writers:
                 tf.summary.image("confusion_matrix", confusion_image(confusion))
                 tf.summary.text("labels", ", ".join(labels))
 
+    def flush(self) -> None:
+        self.train_writer.flush()
+        self.eval_writer.flush()
+
     def skipped_records(self, prepared, step: int) -> None:
         with self.train_writer.as_default(step=step):
             for split, info in prepared.splits.items():
+                tf.summary.scalar(f"skipped_records/{split}", sum(info.skipped.values()))
                 for reason, count in info.skipped.items():
                     tf.summary.scalar(f"skipped_records/{split}/{reason}", count)
                     logging.warning("%s: skipped %d bad records (%s)", split, count, reason)

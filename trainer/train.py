@@ -1,10 +1,12 @@
 """`train_and_evaluate(config)`: the loop that decides *when* to train, evaluate, save and stop.
 
-Top to bottom: prepare the data (or reuse the model dir's), build the model and optimizer,
-restore the newest readable checkpoint (model, optimizer, step, RNG, data iterator and
-early-stopping state), then train with an evaluation every epoch (or `eval_every_steps`),
-keeping the best checkpoint apart. At the end the best weights are evaluated once on the test
-split and exported. What a step does lives in `trainer.steps`.
+Top to bottom: pick the distribution strategy, prepare the data (or reuse the model dir's),
+build the model and optimizer, restore the newest readable checkpoint (model, optimizer, step,
+RNG, data iterators and early-stopping state) or warm-start from another run, then train in
+compiled chunks that end wherever something is due: a log line, an evaluation (every epoch or
+`eval_every_steps`), a checkpoint, the end of an epoch. The best checkpoint is kept apart; at
+the end its weights are evaluated once on the test split and exported. What a step does lives
+in `trainer.steps`; the strategy and who writes what in `trainer.distribution`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 import os
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 import keras
 import numpy as np
@@ -26,10 +28,10 @@ from data.pipeline import make_dataset
 from data.prepare import prepare_data
 from models import EvalMetrics, build_model
 from models.losses import class_weights_from_counts
-from trainer import report, summaries
+from trainer import checkpoints, distribution, report, summaries
 from trainer.config import Config
 from trainer.optimization import make_optimizer
-from trainer.steps import make_eval_step, make_train_step, model_keys
+from trainer.steps import TrainLoop, make_eval_step, model_keys
 
 LOWER_IS_BETTER = ("loss", "ece", "expected_calibration_error")
 
@@ -65,8 +67,8 @@ def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
 
 
-def evaluate(eval_step, dataset, model_config, label_names) -> Dict[str, float]:
-    """Runs one pass over a finite dataset; returns the metrics dict (loss included)."""
+def evaluate(eval_step, dataset, model_config, label_names):
+    """One pass over a finite dataset; returns (metrics dict with "loss" and "examples", EvalMetrics)."""
     metrics = EvalMetrics(model_config.resolved_head, model_config.num_classes, label_names)
     loss_sum, weight_sum, examples = 0.0, 0.0, 0
     for batch in dataset:
@@ -81,156 +83,199 @@ def evaluate(eval_step, dataset, model_config, label_names) -> Dict[str, float]:
     return result, metrics
 
 
-def _restore_newest_readable(checkpoint, manager) -> Optional[str]:
-    """Restores the newest checkpoint that can be read, warning about any that cannot."""
-    for path in reversed(manager.checkpoints):
-        try:
-            checkpoint.restore(path).assert_existing_objects_matched()
-            return path
-        except (tf.errors.OpError, AssertionError, ValueError) as error:
-            logging.warning("checkpoint %s cannot be read (%s); trying the one before", path, error)
-    return None
+def _next_stop(current: int, total: int, periods) -> int:
+    """The first step after `current` at which something is due (a multiple of a period, or the end)."""
+    return min([total] + [(current // p + 1) * p for p in periods if p > 0])
 
 
 def train_and_evaluate(config: Config) -> Dict[str, object]:
     """Trains, evaluates and exports as `config` says; returns the final report dict."""
     config = resolve_dirs(config)
     tc = config.train
-    model_dir = tc.model_dir
-    tf.io.gfile.makedirs(model_dir)
+    # First of all: a multi-worker strategy sets up collective ops, which must precede other TF work.
+    strategy, worker = distribution.make_strategy(tc.collective_timeout_secs)
+    model_dir, work_dir = tc.model_dir, worker.work_dir(tc.model_dir)
+    tf.io.gfile.makedirs(work_dir)
     if tc.op_determinism:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(tc.seed)
+    previous_policy = keras.config.dtype_policy()
+    if tc.mixed_precision:
+        keras.config.set_dtype_policy(tc.mixed_precision)
+    try:
+        return _train_and_evaluate(config, strategy, worker, model_dir, work_dir)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
 
-    prepared = prepare_data(config.data, model_dir, tc.seed)
+
+def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_dir: str):
+    tc = config.train
+    prepared = prepare_data(config.data, work_dir, tc.seed)  # each worker prepares its own copy
     spec = prepared.spec
     config = with_data_spec(config, spec)
-    config.save(model_dir)
+    config.save(work_dir)
     mc = config.model
-    head = mc.resolved_head
 
-    model = build_model(mc)
+    replicas = strategy.num_replicas_in_sync
+    local_replicas = max(1, replicas // worker.num_workers)
     num_train = prepared.splits["train"].num_records
-    steps_per_epoch = max(1, math.ceil(num_train / config.data.batch_size))
+    global_batch = config.data.batch_size * replicas * tc.grad_accum_steps
+    steps_per_epoch = max(1, math.ceil(num_train / global_batch))
     total_steps = tc.max_steps or tc.num_epochs * steps_per_epoch
     eval_every = tc.eval_every_steps or steps_per_epoch
     save_every = tc.save_checkpoints_steps or eval_every
-    optimizer = make_optimizer(tc, total_steps)
-    optimizer.build(model.trainable_variables)
 
-    train_ds = make_dataset(prepared.splits["train"].files, spec, config.data, training=True, seed=tc.seed)
+    with strategy.scope():
+        model = build_model(mc)
+        optimizer = make_optimizer(tc, total_steps)
+        if tc.mixed_precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+
+    train_files = prepared.splits["train"].files
+    train_datasets = [
+        make_dataset(train_files, spec, config.data, training=True, seed=tc.seed,
+                     num_shards=worker.num_workers * local_replicas,
+                     shard_index=worker.task_index * local_replicas + i)
+        for i in range(local_replicas)]
+    iterators = [iter(ds) for ds in train_datasets]
     eval_split = prepared.splits.get("eval")
     eval_ds = (make_dataset(eval_split.files, spec, config.data, training=False, seed=tc.seed)
                if eval_split and eval_split.num_records else None)
-    iterator = iter(train_ds)
     rng = tf.random.Generator.from_seed(tc.seed)
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
     better = higher_is_better(tc.early_stopping_metric)
     best_value = tf.Variable(-np.inf if better else np.inf, dtype=tf.float64, name="best_value")
+    best_step = tf.Variable(-1, dtype=tf.int64, name="best_step")
     evals_without_improvement = tf.Variable(0, dtype=tf.int64, name="evals_without_improvement")
     stopped_early = tf.Variable(False, name="stopped_early")
     checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=optimizer, step=step, rng=rng, iterator=iterator, best_value=best_value,
+        model=model, optimizer=optimizer, step=step, rng=rng, iterators=iterators,
+        best_value=best_value, best_step=best_step,
         evals_without_improvement=evals_without_improvement, stopped_early=stopped_early)
-    manager = tf.train.CheckpointManager(
-        checkpoint, tf.io.gfile.join(model_dir, "checkpoints"), max_to_keep=tc.keep_checkpoint_max,
-        step_counter=step)
+    manager = tf.train.CheckpointManager(checkpoint, worker.checkpoint_dir(model_dir),
+                                         max_to_keep=tc.keep_checkpoint_max, step_counter=step)
     best_checkpoint = tf.train.Checkpoint(model=model)  # its file name carries the step
     best_manager = tf.train.CheckpointManager(
-        best_checkpoint, tf.io.gfile.join(model_dir, "best"), max_to_keep=1, step_counter=step)
-    restored = _restore_newest_readable(checkpoint, manager)
+        best_checkpoint, tf.io.gfile.join(work_dir, "best"), max_to_keep=1, step_counter=step)
+    restored = checkpoints.restore_newest_readable(checkpoint, manager)
     if restored:
         logging.info("resumed from %s at step %d", restored, int(step))
+    elif tc.warm_start_from:
+        checkpoints.warm_start(model, tc.warm_start_from, tc.warm_start_vars, mc)
 
     class_weights = (None if mc.class_weighting == "none" else
                      tf.constant(class_weights_from_counts(mc.class_counts, mc.class_weighting), tf.float32))
-    train_step = make_train_step(
-        model, optimizer, head, clip_norm=tc.clip_norm, label_smoothing=mc.label_smoothing,
-        class_weights=class_weights, element_spec=train_ds.element_spec, jit_compile=tc.jit_compile)
-    eval_step = make_eval_step(model, head, element_spec=train_ds.element_spec)
-    writers = summaries.Writers(model_dir)
+    train_loop = TrainLoop(
+        model, optimizer, mc.resolved_head, strategy=strategy, iterators=iterators, rng=rng, step=step,
+        clip_norm=tc.clip_norm, label_smoothing=mc.label_smoothing, class_weights=class_weights,
+        element_spec=train_datasets[0].element_spec, grad_accum_steps=tc.grad_accum_steps,
+        jit_compile=tc.jit_compile)
+    eval_step = make_eval_step(model, mc.resolved_head, element_spec=train_datasets[0].element_spec)
+    writers = summaries.Writers(model_dir, enabled=worker.is_chief)
     writers.skipped_records(prepared, step=int(step))
 
-    def run_evaluation() -> Dict[str, float]:
-        result, metrics = evaluate(eval_step, eval_ds, mc, spec.labels)
-        writers.evaluation(result, metrics.confusion_matrix(), spec.labels, step=int(step))
-        summaries.report_hypertune(tc.early_stopping_metric, result, int(step))
-        return result
+    def save(checkpoint_number: int) -> None:
+        manager.save(checkpoint_number=checkpoint_number)
+        save.last = time.time()
+    save.last = time.time()
 
-    started = time.time()
-    trained_steps = 0
     history = []
-    print(f"training {num_train} sequences, {steps_per_epoch} steps/epoch, up to {total_steps} steps; "
-          f"model dir {model_dir}")
-    progbar = None
+    trained_steps = 0
     window = summaries.Throughput()
+    progbar = None
+    if worker.is_chief:
+        print(f"training {num_train} sequences, {steps_per_epoch} steps/epoch of {global_batch} "
+              f"({replicas} replicas x {tc.grad_accum_steps} micro-batches), up to {total_steps} steps; "
+              f"model dir {model_dir}")
+    loop_started = time.time()
+    periods = (tc.log_step_count_steps, eval_every if eval_ds is not None else 0, save_every, steps_per_epoch)
     while int(step) < total_steps and not bool(stopped_early):
-        if progbar is None:
-            epoch = int(step) // steps_per_epoch + 1
-            progbar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "seq/s", "tok/s"],
-                                          verbose=1 if sys.stdout.isatty() else 2)
-            print(f"epoch {epoch}")
-        batch = next(iterator)
-        seed = rng.make_seeds(1)[:, 0]
-        loss, grad_norm = train_step(model_keys(batch), seed)
-        loss = float(loss)
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"loss became {loss} at step {int(step) + 1}; nothing was saved after it, the last good "
-                f"checkpoint is {manager.latest_checkpoint or '(none yet)'}")
-        step.assign_add(1)
-        trained_steps += 1
         current = int(step)
-        window.add(batch["lengths"].numpy())
-        progbar.update((current - 1) % steps_per_epoch + 1,
-                       values=[("loss", loss), ("seq/s", window.sequences_per_second()),
-                               ("tok/s", window.tokens_per_second())])
-        if current % tc.log_step_count_steps == 0:
-            writers.train(loss, float(grad_norm), float(optimizer.learning_rate), window, step=current)
-        if current % steps_per_epoch == 0:
-            progbar = None
-        evaluate_now = eval_ds is not None and (current % eval_every == 0 or current == total_steps)
-        if evaluate_now:
-            result = run_evaluation()
+        if progbar is None or current % steps_per_epoch == 0:
+            progbar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "seq/s", "tok/s"],
+                                          verbose=(1 if sys.stdout.isatty() else 2) if worker.is_chief else 0)
+            if worker.is_chief:
+                print(f"epoch {current // steps_per_epoch + 1}")
+        started = time.perf_counter()
+        train_loop(_next_stop(current, total_steps, periods) - current)
+        stats = train_loop.stats.read_and_reset()  # the one host sync of the chunk
+        window.add(stats["sequences"], stats["tokens"], time.perf_counter() - started, stats["padding_share"])
+        bad_step = int(train_loop.stats.nonfinite_step.numpy())
+        if bad_step >= 0:  # checked before any save, so a NaN is never checkpointed
+            raise FloatingPointError(
+                f"loss became NaN or Inf at step {bad_step}; nothing was saved after it, the last good "
+                f"checkpoint is {manager.latest_checkpoint or '(none yet)'}")
+        trained_steps += int(step) - current
+        current = int(step)
+        progbar.update((current - 1) % steps_per_epoch + 1, values=[
+            ("loss", stats["loss"]), ("seq/s", window.sequences_per_second()),
+            ("tok/s", window.tokens_per_second())])
+        if current % tc.log_step_count_steps == 0 or current == total_steps:
+            writers.train(stats, float(optimizer.learning_rate), window, step=current)
+        if eval_ds is not None and (current % eval_every == 0 or current == total_steps):
+            result, metrics = evaluate(eval_step, eval_ds, mc, spec.labels)
+            writers.evaluation(result, metrics.confusion_matrix(), spec.labels, step=current)
+            if worker.is_chief:
+                summaries.report_hypertune(tc.early_stopping_metric, result, current)
             history.append({"step": current, **result})
             value = result[tc.early_stopping_metric]
             delta = (value - float(best_value)) if better else (float(best_value) - value)
-            if delta > tc.early_stopping_min_delta or not best_manager.latest_checkpoint:
+            if delta > tc.early_stopping_min_delta or int(best_step) < 0:
                 best_value.assign(value)
+                best_step.assign(current)
                 evals_without_improvement.assign(0)
-                best_manager.save(checkpoint_number=current)
+                if worker.is_chief:
+                    best_manager.save(checkpoint_number=current)
             else:
                 evals_without_improvement.assign_add(1)
-            print(f"  eval step {current}: " + report.format_metrics(result) +
-                  f" (best {tc.early_stopping_metric} {float(best_value):.4f})")
+            if worker.is_chief:
+                print(f"  eval step {current}: " + report.format_metrics(result) +
+                      f" (best {tc.early_stopping_metric} {float(best_value):.4f} at step {int(best_step)})")
             if tc.early_stopping_patience and int(evals_without_improvement) >= tc.early_stopping_patience:
                 stopped_early.assign(True)
-                print(f"  early stop: no {tc.early_stopping_metric} improvement in "
-                      f"{tc.early_stopping_patience} evaluations")
-        if current % save_every == 0 or current == total_steps or bool(stopped_early):
-            manager.save(checkpoint_number=current)
-    elapsed = time.time() - started
-    if eval_ds is None and not best_manager.latest_checkpoint:
-        best_manager.save(checkpoint_number=int(step))
+                if worker.is_chief:
+                    print(f"  early stop: no {tc.early_stopping_metric} improvement in "
+                          f"{tc.early_stopping_patience} evaluations")
+        secs_due = tc.save_checkpoints_secs > 0 and distribution.agree(
+            strategy, time.time() - save.last >= tc.save_checkpoints_secs)
+        if current % save_every == 0 or current == total_steps or bool(stopped_early) or secs_due:
+            save(current)
+    writers.flush()
     if trained_steps and not manager.latest_checkpoint:
-        manager.save(checkpoint_number=int(step))
+        save(int(step))
+    window.train_seconds = time.time() - loop_started
+    if not worker.is_chief:
+        return {"steps": int(step), "trained_steps_this_run": trained_steps}
+    return _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_checkpoint,
+                   best_value, best_step, stopped_early, step, trained_steps, window, history,
+                   train_datasets[0])
 
+
+def _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_checkpoint, best_value,
+            best_step, stopped_early, step, trained_steps, window, history, sample_ds):
+    """Chief only: restores the best weights, evaluates them, exports, writes metrics.json."""
+    tc, mc, spec = config.train, config.model, prepared.spec
+    if eval_ds is None and not best_manager.latest_checkpoint:
+        best_manager.save(checkpoint_number=int(step))  # no eval: the last weights are the best known
     best_path = best_manager.latest_checkpoint
     if best_path:
         best_checkpoint.restore(best_path).expect_partial()
     final = {"best_checkpoint": best_path, "steps": int(step), "trained_steps_this_run": trained_steps,
-             "train_seconds": elapsed, "sequences_per_second": window.overall_sequences_per_second(),
+             "train_seconds": window.train_seconds, "sequences_per_second": window.overall_sequences_per_second(),
              "tokens_per_second": window.overall_tokens_per_second(), "history": history,
              "stopped_early": bool(stopped_early)}
+    if int(best_step) >= 0:
+        final["best"] = {"metric": tc.early_stopping_metric, "value": float(best_value), "step": int(best_step)}
     if eval_ds is not None:
         final["eval"], _ = evaluate(eval_step, eval_ds, mc, spec.labels)
     test_split = prepared.splits.get("test")
     if test_split and test_split.num_records:
         test_ds = make_dataset(test_split.files, spec, config.data, training=False, seed=tc.seed)
         final["test"], _ = evaluate(eval_step, test_ds, mc, spec.labels)
-    final["export"] = _export(model, spec, config, eval_ds or train_ds)
-    report.write_metrics(model_dir, final)
-    report.print_final_table(final, model_dir)
+    final["export"] = _export(model, spec, config, eval_ds or sample_ds)
+    report.write_metrics(tc.model_dir, final)
+    report.print_final_table(final, tc.model_dir)
     return final
 
 
