@@ -100,8 +100,13 @@ class SequenceEncoder(keras.layers.Layer):
                     mask_per_example=self.mask_per_example,
                     seed=layer * self.directions + direction,
                     name=f"dropout_{suffix}"))
+                # An attribute too: Keras 3 does not show layers kept in nested lists to
+                # tf.train.Checkpoint, which would then save no weight at all.
+                setattr(self, f"dropout_{suffix}", row[-1])
             self.wrappers.append(row)
         self.seed_generator = keras.random.SeedGenerator(seed, name="mask_seed")
+        # The mask seed's state as a checkpointed variable, so resume draws the same masks.
+        self.mask_seed_state = self.seed_generator.state
 
     @property
     def output_size(self):
