@@ -4,14 +4,14 @@ The four top-level packages (`data`, `models`, `trainer`, `export`) are laid out
 Vertex AI custom-training Python package expects: `python -m trainer.task` is the entry point.
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="seqtrain",
     version="0.1.0",
     description="Train, export and serve recurrent sequence classifiers with TensorFlow 2",
     python_requires=">=3.10",
-    packages=["data", "data.datasets", "models", "trainer", "export"],
+    packages=find_packages(include=["data", "data.*", "models", "models.*", "trainer", "trainer.*", "export", "export.*"]),
     package_data={"data.datasets": ["*/*.jsonl.gz", "*/*.md", "*/*.txt", "*/*.json"]},
     include_package_data=True,
     install_requires=[

@@ -110,10 +110,6 @@ def test_config_round_trip_gives_same_logits(head, tokens, pooling):
     np.testing.assert_array_equal(clone(batch).numpy(), model(batch).numpy())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "models/rnn SequenceEncoder keeps its DropoutWrappers in (nested) Python lists, which "
-    "Keras 3.15 layers do not expose to tf.train.Checkpoint: no encoder weight is saved. "
-    "Remove this mark once the encoder assigns them as attributes."))
 def test_checkpoint_restores_before_the_first_step(tmp_path):
     config = tiny_config("multiclass", tokens=True, pooling="attention", num_layers=2)
     model = build_model(config)
