@@ -18,11 +18,15 @@ setup(
         "tensorflow>=2.18,<2.22",
         "tensorflow-probability>=0.24",
         "keras-tuner>=1.4",
+        "scipy",  # with scikit-learn: keras-tuner's Bayesian oracle (trainer.tune --tuner bayesian)
+        "scikit-learn",
         "numpy",
         "tensorboard",
         "pyyaml",
     ],
     extras_require={
         "test": ["pytest", "tf_keras", "ai-edge-litert"],
+        # Vertex AI's own tuning service: trainer.train reports the objective with it.
+        "hypertune": ["cloudml-hypertune>=0.1.0.dev6"],
     },
 )

@@ -86,7 +86,12 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> config_lib.Config:
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # per-save INFO lines drown the progress
-    config = parse_config(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "--tune" in argv:  # hyperparameter search: each trial is one run of this command
+        from trainer import tune
+
+        return tune.main(argv)
+    config = parse_config(argv)
     from trainer.train import train_and_evaluate  # after parsing: --help stays fast
 
     train_and_evaluate(config)
