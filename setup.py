@@ -23,6 +23,9 @@ setup(
         "numpy",
         "tensorboard",
         "pyyaml",
+        # export/ writes and replays TF Serving warmup PredictionLogs. It pins the full
+        # `tensorflow` wheel: next to tensorflow-cpu, install it with `pip install --no-deps`.
+        "tensorflow-serving-api>=2.18,<2.22",
     ],
     extras_require={
         "test": ["pytest", "tf_keras", "ai-edge-litert"],

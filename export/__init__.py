@@ -1,19 +1,27 @@
-"""export/: turns a trained model and its data spec into what gets deployed.
+"""export/: turns a trained model and its data spec into what gets deployed, checked before it is.
 
-`saved_model.py` writes verified SavedModel versions for TF Serving (signatures in
-`serving.py`); `verify_standalone.py` is run in a clean process and imports nothing of this
-package. May import data/ (spec, tokenizer) and models/ (heads); never trainer/.
+`saved_model.py` writes one verified version (SavedModel + warmup + TFLite + weights; the
+signatures are in `serving.py`, MC dropout in `uncertainty.py`); `verify_standalone.py` and
+`verify_tflite.py` run in clean processes and import nothing of this package; `reexport.py`
+(`python -m export`) re-exports a model dir's best checkpoint. May import data/ (spec,
+tokenizer, pipeline) and models/; never trainer/. See export/README.md.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from export.saved_model import export_saved_model
+from export.saved_model import ExportOptions, export_saved_model
 
 SAMPLE_SIZE = 16
+# Held-out examples the TFLite accuracy (float vs quantized) is measured on.
+ACCURACY_EXAMPLES = 512
+OOV_WORD = "zzoovzz"
+
+__all__ = ["ExportOptions", "export_model", "export_saved_model", "options_from_train_config",
+           "sample_batch", "texts_from_token_ids"]
 
 
 def sample_batch(dataset, size: int = SAMPLE_SIZE) -> Dict[str, np.ndarray]:
@@ -22,12 +30,71 @@ def sample_batch(dataset, size: int = SAMPLE_SIZE) -> Dict[str, np.ndarray]:
     return {key: value.numpy()[:size] for key, value in batch.items()}
 
 
-def export_model(model, spec, config, sample_dataset) -> Dict[str, object]:
-    """Exports in every format `config.train.export_formats` names; returns paths and checks."""
-    formats = set(config.train.export_formats.split(",")) - {""}
+def held_out_batches(dataset, examples: int = ACCURACY_EXAMPLES) -> List[Dict[str, np.ndarray]]:
+    """Numpy batches of `dataset` until `examples` rows (the dataset may repeat forever)."""
+    batches, seen = [], 0
+    for batch in dataset:
+        batches.append({key: value.numpy() for key, value in batch.items()})
+        seen += len(batches[-1]["lengths"])
+        if seen >= examples:
+            break
+    return batches
+
+
+def texts_from_token_ids(token_ids: np.ndarray, lengths: np.ndarray, spec) -> List[str]:
+    """Raw strings that the `text` signature turns back into (about) these token ids.
+
+    Tokens are joined with spaces; out-of-vocabulary ids become a word outside the vocabulary.
+    Exact when every vocabulary token survives `data.tokenizer.tokenize` unchanged (always for
+    "text" data; "tokens" data may hold tokens the text tokenizer would split or lower-case).
+    """
+    vocab = spec.vocab
+    known = set(vocab)
+    oov = OOV_WORD
+    while oov in known:
+        oov += "z"
+    texts = []
+    for row, length in zip(token_ids, lengths):
+        words = [vocab[i - 1] if 1 <= i <= len(vocab) else oov for i in row[: int(length)]]
+        texts.append(" ".join(words))
+    return texts
+
+
+def options_from_train_config(train, **overrides) -> ExportOptions:
+    """`ExportOptions` from a `TrainConfig` (or any object/dict with its export fields)."""
+    get = train.get if isinstance(train, dict) else lambda key, default: getattr(train, key, default)
+    formats = tuple(f for f in str(get("export_formats", "saved_model,tflite")).split(",") if f)
+    values = dict(formats=formats, quantize=bool(get("export_quantize", False)),
+                  mc_samples=int(get("export_mc_samples", 20)), mc_seed=int(get("seed", 0)))
+    values.update(overrides)
+    return ExportOptions(**values)
+
+
+def export_model(model, spec, config, sample_dataset, *, options: Optional[ExportOptions] = None,
+                 texts: Optional[Sequence[str]] = None) -> Dict[str, object]:
+    """Exports in every format `config.train.export_formats` names; returns paths and checks.
+
+    Args:
+      model: the trained `SequenceClassifier`.
+      spec: its `DataSpec` (assets in `<config.train.model_dir>/assets/`).
+      config: the run's config (`config.model.resolved_head`, `config.train.model_dir`,
+        `config.train.export_dir`, the `export_*` fields of `config.train`).
+      sample_dataset: held-out batches (eval or test); the first checks every signature, up to
+        `ACCURACY_EXAMPLES` rows measure TFLite accuracy.
+      options: overrides the options read from `config.train`.
+      texts: raw strings for the `text` signature (token data); default: rebuilt from the
+        sample's token ids through the vocabulary.
+
+    Returns:
+      A flat dict (see `export_saved_model`); empty when `export_formats` is empty.
+    """
+    options = options or options_from_train_config(config.train)
+    if not options.formats:
+        return {}
     sample = sample_batch(sample_dataset)
-    result: Dict[str, object] = {}
-    if "saved_model" in formats:
-        result.update(export_saved_model(
-            model, spec, config.model.resolved_head, config.train.model_dir, config.train.export_dir, sample))
-    return result
+    if spec.is_tokens and texts is None:
+        texts = texts_from_token_ids(sample["token_ids"], sample["lengths"], spec)
+    accuracy = held_out_batches(sample_dataset) if "tflite" in options.formats else []
+    return export_saved_model(
+        model, spec, config.model.resolved_head, config.train.model_dir, config.train.export_dir,
+        sample, texts=texts, options=options, accuracy_batches=accuracy)

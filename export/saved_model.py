@@ -1,13 +1,24 @@
-"""Writes a SavedModel version TF Serving can load, verified before it is published.
+"""Writes one export version, verifies all of it in clean processes, and only then publishes it.
 
-Layout: `<export_dir>/<integer version>/{saved_model.pb, variables/, assets/}` with versions
-increasing. The version is written under a temporary name, verified in a fresh process
-(`verify_standalone.py`, which imports only TensorFlow), and renamed into place only then, so a
+Layout of `<export_dir>/<integer version>/` (versions increase; TF Serving serves the highest):
+
+    saved_model.pb, variables/, fingerprint.pb     signatures: see `serving.py`
+    assets/labels.txt, assets/data_spec.json       (+ vocab.txt for token data): the DataSpec,
+                                                   `DataSpec.load(version_dir)` rebuilds it
+    assets.extra/tf_serving_warmup_requests        PredictionLogs from held-out examples
+    tflite/model.tflite (+ model_quantized.tflite, labels.txt, vocab.txt, TOKENIZATION.md)
+    weights/weights.npz, weights/weights.json      per-gate arrays for other runtimes
+
+Everything is written under `<export_dir>/tmp-<version>` first. `verify_standalone.py` loads it
+in a fresh Python process that imports only TensorFlow (core-op walk, every signature against
+the in-memory model, warmup replay); `verify_tflite.py` runs the TFLite models in another that
+imports no TensorFlow at all. Only when both pass is the folder renamed to `<version>`, so a
 server watching `export_dir` never sees a half-written or broken version.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -16,16 +27,52 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from data.spec import ASSETS_DIR, LABELS_FILE, VOCAB_FILE
+from data.spec import ASSETS_DIR, LABELS_FILE, SPEC_FILE, VOCAB_FILE
+from export import tflite as tflite_lib
 from export.serving import ServingModule
+from export.warmup import warmup_requests, write_warmup
+from export.weights import export_weights
 
 # A file of this package, run by path so that the check never imports the package itself.
 VERIFY_SCRIPT = str(pathlib.Path(__file__).with_name("verify_standalone.py"))
+FORMATS = ("saved_model", "tflite")
+# Rows of the second, smaller case (another batch size and length) checked everywhere.
+SMALL_CASE_ROWS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """How to export (the trainer fills it from `TrainConfig`, `python -m export` from config.json).
+
+    Attributes:
+      formats: subset of `FORMATS`. TFLite files live inside the version folder, so the
+        SavedModel (the reference they are checked against) is always written.
+      quantize: also write a dynamic-range quantized TFLite model and report its size and
+        accuracy change.
+      mc_samples: Monte-Carlo dropout samples of the `uncertainty` signature.
+      mc_seed: base seed of those samples (sample s uses stateless seed [mc_seed, s]).
+      tolerance: largest allowed |SavedModel - in-memory model| difference.
+      tflite_tolerance: largest allowed |TFLite - SavedModel| difference.
+    """
+
+    formats: Sequence[str] = FORMATS
+    quantize: bool = False
+    mc_samples: int = 20
+    mc_seed: int = 0
+    tolerance: float = 1e-5
+    tflite_tolerance: float = 1e-4
+
+    def __post_init__(self):
+        unknown = set(self.formats) - set(FORMATS)
+        if unknown:
+            raise ValueError(f"export formats must be among {FORMATS}, got {sorted(unknown)}")
+        if self.mc_samples < 1:
+            raise ValueError(f"mc_samples must be >= 1, got {self.mc_samples}")
 
 
 def next_version(export_dir: str) -> int:
@@ -35,23 +82,38 @@ def next_version(export_dir: str) -> int:
     return max([int(time.time())] + [version + 1 for version in existing])
 
 
+def _small_case(sample: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """The first rows of the sample, cut to their own longest length."""
+    rows = {key: value[:SMALL_CASE_ROWS] for key, value in sample.items()}
+    longest = max(int(rows["lengths"].max(initial=1)), 1)
+    return {key: value[:, :longest] if value.ndim >= 2 and key != "labels" else value
+            for key, value in rows.items()}
+
+
 def expected_cases(module: ServingModule, signatures, sample: Dict[str, np.ndarray],
                    texts=None) -> Dict[str, np.ndarray]:
-    """Runs each signature in memory on `sample` and records inputs and outputs for the check."""
+    """Runs each signature in memory on `sample` and records inputs and outputs for the check.
+
+    Case groups: one per signature on the whole sample, plus "serving_default:small" (another
+    batch size and length). `text` runs on `texts` (token data; skipped when None).
+    """
     cases = {}
-    for name, function in signatures.items():
+    runs = [(name, name, sample) for name in signatures]
+    runs.append(("serving_default:small", "serving_default", _small_case(sample)))
+    for group, name, batch in runs:
+        function = signatures[name]
         names = [spec.name for spec in function.structured_input_signature[0]]
         if name == "text":
             if texts is None:
                 continue
-            inputs = {"text": np.asarray(texts, dtype=object).astype(bytes)}
+            inputs = {"text": np.asarray(list(texts), dtype=object).astype(bytes)}
         else:
-            inputs = {key: sample[key] for key in names}
+            inputs = {key: batch[key] for key in names}
         outputs = function(*[tf.constant(inputs[key]) for key in names])
         for key, value in inputs.items():
-            cases[f"{name}/in/{key}"] = _storable(np.asarray(value))
+            cases[f"{group}/in/{key}"] = _storable(np.asarray(value))
         for key, value in outputs.items():
-            cases[f"{name}/out/{key}"] = _storable(value.numpy())
+            cases[f"{group}/out/{key}"] = _storable(value.numpy())
     return cases
 
 
@@ -60,53 +122,137 @@ def _storable(array: np.ndarray) -> np.ndarray:
     return array.astype(bytes) if array.dtype == object else array
 
 
-def verify(saved_model_dir: str, cases: Dict[str, np.ndarray], tolerance: float = 1e-5) -> Dict:
-    """Checks the SavedModel in a fresh Python process; raises RuntimeError if it fails."""
-    scratch = tempfile.mkdtemp(prefix="seqtrain-verify-")
-    cases_path = tf.io.gfile.join(scratch, "cases.npz")
+def _write_npz(path: str, arrays: Dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, **cases)
-    with tf.io.gfile.GFile(cases_path, "wb") as f:
+    np.savez(buffer, **arrays)
+    with tf.io.gfile.GFile(path, "wb") as f:
         f.write(buffer.getvalue())
-    result = subprocess.run(
-        [sys.executable, VERIFY_SCRIPT, saved_model_dir, cases_path, str(tolerance)],
-        capture_output=True, text=True, check=False)
+
+
+def verify(saved_model_dir: str, cases: Dict[str, np.ndarray], tolerance: float = 1e-5,
+           outputs_path: str = "") -> Dict:
+    """Checks the SavedModel in a fresh Python process; raises RuntimeError if it fails.
+
+    With `outputs_path`, the loaded model's outputs per case are written there (npz).
+    """
+    scratch = tempfile.mkdtemp(prefix="seqtrain-verify-")
+    cases_path = str(pathlib.Path(scratch) / "cases.npz")
+    _write_npz(cases_path, cases)
+    command = [sys.executable, VERIFY_SCRIPT, saved_model_dir, cases_path, "--tolerance", str(tolerance)]
+    if outputs_path:
+        command += ["--outputs", outputs_path]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     tf.io.gfile.rmtree(scratch)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
         raise RuntimeError(f"exported SavedModel {saved_model_dir} failed verification:\n"
-                           f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+                           f"{result.stdout[-3000:]}\n{result.stderr[-4000:]}")
     return json.loads(lines[-1])
 
 
+def _max_diff(report: Dict, keys=("logits", "probabilities", "embedding", "predictive_entropy",
+                                  "mutual_information")) -> float:
+    values = [diffs[key] for diffs in report.values() if isinstance(diffs, dict)
+              for key in keys if isinstance(diffs.get(key), float)]
+    return max(values, default=0.0)
+
+
+def _tflite_cases(cases: Dict[str, np.ndarray], accuracy_batches: List[Dict[str, np.ndarray]],
+                  input_key: str) -> Dict[str, np.ndarray]:
+    tflite_cases = {k: v for k, v in cases.items()
+                    if k.split("/")[0].split(":")[0] == "serving_default" and "/in/" in k}
+    for index, batch in enumerate(accuracy_batches):
+        group = f"accuracy:{index:04d}"
+        tflite_cases[f"{group}/in/{input_key}"] = batch[input_key]
+        tflite_cases[f"{group}/in/lengths"] = batch["lengths"]
+        for target in ("label", "labels", "tags"):
+            if target in batch:
+                value = batch[target]
+                tflite_cases[f"{group}/target/{target}"] = (
+                    value.astype(np.int32) if target == "labels" else value)
+    return tflite_cases
+
+
 def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
-                       sample: Dict[str, np.ndarray], texts=None) -> Dict[str, object]:
-    """Writes, verifies and publishes one SavedModel version; returns its path and check results.
+                       sample: Dict[str, np.ndarray], texts=None,
+                       options: Optional[ExportOptions] = None,
+                       accuracy_batches: Sequence[Dict[str, np.ndarray]] = ()) -> Dict[str, object]:
+    """Writes, verifies and publishes one export version; returns paths and check results.
 
     Args:
       model: the trained classifier (called as `model(inputs, training=False)` -> logits).
       spec: the `DataSpec`; its asset files in `<model_dir>/assets/` are copied into the export.
       head: the head name ("multiclass", "binary", "multilabel", "tagging").
+      model_dir: where the spec's assets live.
+      export_dir: the folder of versions (TF Serving's model base path).
       sample: a batch of held-out inputs (numpy), used to check the export against the model.
-      texts: raw strings for the `text` signature check (token data only).
+      texts: raw strings for the `text` signature check and warmup (token data only).
+      options: `ExportOptions` (default: SavedModel and TFLite, no quantization).
+      accuracy_batches: held-out batches with targets, for the TFLite accuracy report.
+
+    Raises:
+      RuntimeError: a check failed; the unverified folder stays at `tmp-<version>`.
     """
+    options = options or ExportOptions()
     tf.io.gfile.makedirs(export_dir)
     version = next_version(export_dir)
     final_dir = tf.io.gfile.join(export_dir, str(version))
     temp_dir = tf.io.gfile.join(export_dir, f"tmp-{version}")
-    vocab_path = tf.io.gfile.join(model_dir, ASSETS_DIR, VOCAB_FILE) if spec.is_tokens else ""
-    module = ServingModule(model, spec, head, vocab_path)
+    assets = tf.io.gfile.join(model_dir, ASSETS_DIR)
+    vocab_path = tf.io.gfile.join(assets, VOCAB_FILE) if spec.is_tokens else ""
+    module = ServingModule(model, spec, head, vocab_path, mc_samples=options.mc_samples,
+                           mc_seed=options.mc_seed)
     signatures = module.signatures()
     tf.saved_model.save(module, temp_dir, signatures=signatures)
-    labels_copy = tf.io.gfile.join(temp_dir, "assets", LABELS_FILE)
-    tf.io.gfile.makedirs(tf.io.gfile.join(temp_dir, "assets"))
-    tf.io.gfile.copy(tf.io.gfile.join(model_dir, ASSETS_DIR, LABELS_FILE), labels_copy, overwrite=True)
+    tf.io.gfile.makedirs(tf.io.gfile.join(temp_dir, ASSETS_DIR))
+    for name in (LABELS_FILE, SPEC_FILE):
+        tf.io.gfile.copy(tf.io.gfile.join(assets, name), tf.io.gfile.join(temp_dir, ASSETS_DIR, name),
+                         overwrite=True)
+
     cases = expected_cases(module, signatures, sample, texts)
+    result: Dict[str, object] = {"saved_model": final_dir, "version": version,
+                                 "signatures": sorted(signatures), "mc_samples": options.mc_samples}
+    requests = warmup_requests(signatures, sample, texts)
+    write_warmup(temp_dir, requests)
+    result["warmup_requests"] = len(requests)
+    result["weights"] = tf.io.gfile.join(final_dir, "weights", "weights.npz")
+    export_weights(model, tf.io.gfile.join(temp_dir, "weights"))
+    if "tflite" in options.formats:
+        written = tflite_lib.write_tflite(module, spec, temp_dir, vocab_path, options.quantize)
+        result.update({key: value.replace(temp_dir, final_dir) if isinstance(value, str) else value
+                       for key, value in written.items()})
+    scratch = tempfile.mkdtemp(prefix="seqtrain-export-")
     try:
-        check = verify(temp_dir, cases)
+        outputs_path = str(pathlib.Path(scratch) / "saved_model_outputs.npz")
+        check = verify(temp_dir, cases, options.tolerance, outputs_path)
+        result["verified"] = check["ok"]
+        result["checked"] = sorted(check["signatures"])
+        result["saved_model_max_diff"] = _max_diff(check["signatures"])
+        result["warmup_replayed"] = sum(check.get("warmup", {}).values())
+        if "tflite" in options.formats:
+            cases_path = str(pathlib.Path(scratch) / "tflite_cases.npz")
+            _write_npz(cases_path, _tflite_cases(cases, list(accuracy_batches), module.model.input_key))
+            folder = tf.io.gfile.join(temp_dir, tflite_lib.TFLITE_DIR)
+            lite = tflite_lib.verify_tflite(
+                cases_path, outputs_path, tf.io.gfile.join(folder, tflite_lib.MODEL_FILE),
+                tf.io.gfile.join(folder, tflite_lib.QUANTIZED_FILE) if options.quantize else "",
+                options.tflite_tolerance)
+            result["tflite_max_diff"] = max(
+                (d[k] for d in lite["max_diff"].values() for k in ("logits", "probabilities")), default=0.0)
+            result["tflite_verified"] = lite["ok"]
+            for key in ("accuracy_float", "accuracy_quantized", "accuracy_examples",
+                        "quantized_max_probability_diff"):
+                if key in lite:
+                    result[f"tflite_{key}"] = lite[key]
+            if options.quantize:
+                result["quantized_size_ratio"] = result["tflite_quantized_bytes"] / result["tflite_bytes"]
+                if "accuracy_quantized" in lite:
+                    result["quantized_accuracy_change"] = lite["accuracy_quantized"] - lite["accuracy_float"]
     except RuntimeError:
         logging.error("verification failed; the unverified export stays at %s for inspection", temp_dir)
         raise
+    finally:
+        tf.io.gfile.rmtree(scratch)
     tf.io.gfile.rename(temp_dir, final_dir)
     logging.info("exported and verified %s: %s", final_dir, check["signatures"])
-    return {"saved_model": final_dir, "verified": check["ok"], "signatures": sorted(signatures)}
+    return result

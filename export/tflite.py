@@ -1,0 +1,118 @@
+"""TFLite: the numeric `serving_default` signature with TFLite builtin ops only.
+
+Written into `<version>/tflite/`: `model.tflite` (float32), `model_quantized.tflite` (dynamic-range
+quantized weights, when asked), `labels.txt` (class id i is line i), and for token data
+`vocab.txt` plus `TOKENIZATION.md`: the text signature needs string ops TFLite lacks, so apps
+tokenize themselves and feed `token_ids`. Batch and time are dynamic: resize the inputs
+(`Interpreter.resize_tensor_input`, or let the signature runner do it) to any batch and length.
+Checked by `verify_tflite.py` in a process without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+from typing import Dict
+
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from data.spec import LABELS_FILE, VOCAB_FILE
+
+TFLITE_DIR = "tflite"
+MODEL_FILE = "model.tflite"
+QUANTIZED_FILE = "model_quantized.tflite"
+VERIFY_SCRIPT = str(pathlib.Path(__file__).with_name("verify_tflite.py"))
+
+TOKENIZATION_NOTE = """# Tokenizing for model.tflite
+
+The TFLite model takes `token_ids` int32 [batch, time] and `lengths` int32 [batch], like the
+SavedModel's `serving_default`. Build them the way training did (`data/tokenizer.py`):
+
+1. lower-case the text (Unicode-aware) when `lowercase` is {lowercase};
+2. put spaces around every punctuation or symbol character, then split on whitespace;
+3. a token on line k (0-based) of `vocab.txt` has id k + 1; 0 is padding; a token not in the
+   vocabulary gets id {oov_start} (with {num_oov_buckets} OOV bucket(s), TensorFlow hashes it into
+   {oov_start}..{oov_end} with `Fingerprint64` modulo the bucket count);
+4. pad every row with 0 to the longest row and pass the real lengths{max_length_note}.
+"""
+
+
+def convert(function, quantize: bool = False) -> bytes:
+    """Converts a concrete function to a TFLite flatbuffer with builtin ops only.
+
+    The function's variables are frozen into constants and the frozen function is saved as a
+    one-signature SavedModel that the converter reads (so the TFLite model has a
+    `serving_default` signature with named inputs and outputs). Two traps this avoids:
+    converted with its variables (`from_concrete_functions(..., trackable)`), the model kept
+    VAR_HANDLE/READ_VARIABLE ops nothing initialises (wrong logits under XNNPACK, a failed
+    invoke without it); and the converter's own save of a frozen bidirectional encoder fails
+    on the recurrence's custom gradient, after which it silently falls back to a path without
+    signatures.
+    """
+    frozen = convert_variables_to_constants_v2(function)
+    names = sorted(function.structured_outputs)  # a dict flattens in sorted key order
+
+    @tf.function(input_signature=function.structured_input_signature[0])
+    def serving_default(*inputs):
+        return dict(zip(names, frozen(*inputs)))  # output names back, for the signature runner
+
+    holder = tf.Module()
+    holder.serving_default = serving_default
+    with tempfile.TemporaryDirectory(prefix="seqtrain-tflite-") as scratch:
+        tf.saved_model.save(holder, scratch,
+                            signatures={"serving_default": serving_default.get_concrete_function()},
+                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+        converter = tf.lite.TFLiteConverter.from_saved_model(scratch, signature_keys=["serving_default"])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range: int8 weights
+        return converter.convert()
+
+
+def write_tflite(module, spec, version_dir: str, vocab_path: str = "",
+                 quantize: bool = False) -> Dict[str, object]:
+    """Converts `module.tflite_function()` and writes the `tflite/` folder; returns paths, sizes."""
+    folder = tf.io.gfile.join(version_dir, TFLITE_DIR)
+    tf.io.gfile.makedirs(folder)
+    function = module.tflite_function()
+    result: Dict[str, object] = {}
+    for name, quantized in ((MODEL_FILE, False), (QUANTIZED_FILE, True)):
+        if quantized and not quantize:
+            continue
+        content = convert(function, quantize=quantized)
+        path = tf.io.gfile.join(folder, name)
+        with tf.io.gfile.GFile(path, "wb") as f:
+            f.write(content)
+        key = "tflite_quantized" if quantized else "tflite"
+        result[key] = path
+        result[key + "_bytes"] = len(content)
+    with tf.io.gfile.GFile(tf.io.gfile.join(folder, LABELS_FILE), "w") as f:
+        f.write("".join(label + "\n" for label in spec.labels))
+    if spec.is_tokens:
+        tf.io.gfile.copy(vocab_path, tf.io.gfile.join(folder, VOCAB_FILE), overwrite=True)
+        oov_start = len(spec.vocab) + 1
+        note = TOKENIZATION_NOTE.format(
+            lowercase=spec.lowercase, oov_start=oov_start, num_oov_buckets=spec.num_oov_buckets,
+            oov_end=oov_start + spec.num_oov_buckets - 1,
+            max_length_note=f"; keep at most the first {spec.max_length} tokens" if spec.max_length else "")
+        with tf.io.gfile.GFile(tf.io.gfile.join(folder, "TOKENIZATION.md"), "w") as f:
+            f.write(note)
+    return result
+
+
+def verify_tflite(cases_path: str, expected_path: str, model_path: str, quantized_path: str = "",
+                  tolerance: float = 1e-4) -> Dict[str, object]:
+    """Runs `verify_tflite.py` in a fresh process (no TensorFlow); raises RuntimeError on failure."""
+    command = [sys.executable, VERIFY_SCRIPT, cases_path, expected_path, model_path]
+    command += [quantized_path] if quantized_path else []
+    result = subprocess.run(command + ["--tolerance", str(tolerance)], capture_output=True,
+                            text=True, check=False)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"TFLite model {model_path} failed verification:\n"
+                           f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return json.loads(lines[-1])

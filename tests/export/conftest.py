@@ -1,0 +1,40 @@
+"""Session fixtures for tests/export: two exports every test shares (~15 s each on 2 cores).
+See export_testlib.py for what they hold."""
+
+import os
+import pathlib
+import sys
+
+import pytest
+import tensorflow as tf
+
+REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
+for path in (REPO_ROOT, str(pathlib.Path(__file__).parent)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from export_testlib import dense_spec, make_export, token_spec  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dense_export(tmp_path_factory):
+    return make_export(tmp_path_factory.mktemp("dense"), dense_spec(), quantize=True,
+                       cell="lstm", hidden_units=32, input_keep_prob=0.9, state_keep_prob=0.8,
+                   output_keep_prob=0.7)
+
+
+@pytest.fixture(scope="session")
+def token_export(tmp_path_factory):
+    return make_export(tmp_path_factory.mktemp("tokens"), token_spec(), quantize=False,
+                       cell="gru", hidden_units=8, embedding_dim=6, bidirectional=True, pooling="mean")
+
+
+@pytest.fixture(scope="session")
+def dense_loaded(dense_export):
+    return tf.saved_model.load(str(dense_export.version_dir))
+
+
+@pytest.fixture(scope="session")
+def token_loaded(token_export):
+    return tf.saved_model.load(str(token_export.version_dir))
