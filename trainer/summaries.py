@@ -113,18 +113,30 @@ def confusion_image(confusion: np.ndarray, cell_pixels: int = 16) -> np.ndarray:
     return image[None, :, :, None].astype(np.float32)
 
 
-def report_hypertune(metric: str, result: Dict[str, float], step: int) -> None:
+class TuningReporter:
     """Inside a Vertex AI tuning trial, reports the objective after each evaluation.
 
-    Uses `cloudml-hypertune` when installed; Vertex sets CLOUD_ML_HP_METRIC_TAG for such trials.
+    Uses `cloudml-hypertune` (Vertex sets CLOUD_ML_HP_METRIC_TAG for such trials; the library
+    writes JSON lines to CLOUD_ML_HP_METRIC_FILE). One `HyperTune` object per run: the library
+    rewrites its file from the reports that object holds, so a fresh one per report would keep
+    only the last.
     """
-    if "CLOUD_ML_HP_METRIC_TAG" not in os.environ and "CLOUD_ML_HP_METRIC_FILE" not in os.environ:
-        return
-    try:
-        import hypertune
-    except ImportError:
-        logging.warning("running in a tuning trial but cloudml-hypertune is not installed")
-        return
-    tag = os.environ.get("CLOUD_ML_HP_METRIC_TAG", metric)
-    hypertune.HyperTune().report_hyperparameter_tuning_metric(
-        hyperparameter_metric_tag=tag, metric_value=float(result[metric]), global_step=step)
+
+    def __init__(self, metric: str, enabled: bool = True):
+        self._metric = os.environ.get("CLOUD_ML_HP_METRIC_TAG", metric)
+        self._source = metric
+        self._hypertune = None
+        wanted = enabled and ("CLOUD_ML_HP_METRIC_TAG" in os.environ or "CLOUD_ML_HP_METRIC_FILE" in os.environ)
+        if wanted:
+            try:
+                import hypertune
+            except ImportError:
+                logging.warning("running in a tuning trial but cloudml-hypertune is not installed")
+                return
+            self._hypertune = hypertune.HyperTune()
+
+    def report(self, result: Dict[str, float], step: int) -> None:
+        if self._hypertune is not None:
+            self._hypertune.report_hyperparameter_tuning_metric(
+                hyperparameter_metric_tag=self._metric, metric_value=float(result[self._source]),
+                global_step=step)

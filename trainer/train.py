@@ -126,7 +126,13 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     save_every = tc.save_checkpoints_steps or eval_every
 
     with strategy.scope():
-        model = build_model(mc)
+        try:
+            model = build_model(mc)
+        except (ValueError, TypeError) as error:
+            if not tc.mixed_precision:
+                raise
+            raise ValueError(f"mixed_precision={tc.mixed_precision!r}: the model cannot be built under "
+                             f"this dtype policy ({str(error).splitlines()[0]})") from error
         optimizer = make_optimizer(tc, total_steps)
         if tc.mixed_precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -174,6 +180,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     eval_step = make_eval_step(model, mc.resolved_head, element_spec=train_datasets[0].element_spec)
     writers = summaries.Writers(model_dir, enabled=worker.is_chief)
     writers.skipped_records(prepared, step=int(step))
+    tuning = summaries.TuningReporter(tc.early_stopping_metric, enabled=worker.is_chief)
 
     def save(checkpoint_number: int) -> None:
         manager.save(checkpoint_number=checkpoint_number)
@@ -216,8 +223,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
         if eval_ds is not None and (current % eval_every == 0 or current == total_steps):
             result, metrics = evaluate(eval_step, eval_ds, mc, spec.labels)
             writers.evaluation(result, metrics.confusion_matrix(), spec.labels, step=current)
-            if worker.is_chief:
-                summaries.report_hypertune(tc.early_stopping_metric, result, current)
+            tuning.report(result, current)
             history.append({"step": current, **result})
             value = result[tc.early_stopping_metric]
             delta = (value - float(best_value)) if better else (float(best_value) - value)
