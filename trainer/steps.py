@@ -162,9 +162,10 @@ class TrainLoop:
             sequences += tf.size(lengths, tf.int64)
             tokens += tf.reduce_sum(lengths)
             padded += tf.size(lengths, tf.int64) * tf.reduce_max(lengths)
-        # One all-reduce for everything, so clipping sees the whole global gradient.
-        totals = context.all_reduce(SUM, [loss_sum, weight_sum, sequences, tokens, padded])
-        loss_sum, weight_sum, sequences, tokens, padded = totals
+        # Sums over all replicas (one all-reduce per dtype), so that every replica normalises by
+        # the global weight and clipping sees the whole global gradient.
+        loss_sum, weight_sum = context.all_reduce(SUM, [loss_sum, weight_sum])
+        sequences, tokens, padded = context.all_reduce(SUM, [sequences, tokens, padded])
         denominator = tf.maximum(weight_sum, 1e-12)
         grads = context.all_reduce(SUM, grads) if self.strategy.num_replicas_in_sync > 1 else grads
         grads = [g / denominator for g in grads]
