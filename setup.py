@@ -28,7 +28,7 @@ setup(
         "tensorflow-serving-api>=2.18,<2.22",
     ],
     extras_require={
-        "test": ["pytest", "tf_keras", "ai-edge-litert", "cloudml-hypertune"],  # hypertune: pip install --pre
+        "test": ["pytest", "tf_keras", "ai-edge-litert", "cloudml-hypertune>=0.1.0.dev6"],
         # Vertex AI's own tuning service: trainer.train reports the objective with it.
         "hypertune": ["cloudml-hypertune>=0.1.0.dev6"],
     },
