@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: min for loss/ece, else max")
     parser.add_argument("--search-space", default="", help="YAML/JSON space file (see trainer/tuning_space.py)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    parser.add_argument("--initial-points", type=int, default=0,
+                        help="bayesian: random trials before the Gaussian process (0: 3 per tuned field)")
     parser.add_argument("--max-epochs", type=int, default=9, help="hyperband: epochs of the longest trial")
     parser.add_argument("--hyperband-factor", type=int, default=3)
     parser.add_argument("--trial-timeout-secs", type=int, default=0, help="kill a trial after this long (0: never)")
@@ -85,13 +87,29 @@ def direction_for(objective: str, direction: str) -> str:
 def explicit_fields(argv: Sequence[str]) -> List[str]:
     """Trainer fields the user set on the command line or in `--config`: those stay fixed."""
     args, _ = task.build_parser().parse_known_args(list(argv))
-    names = set(vars(args))
-    if "config" in names:
-        names |= {k.replace("-", "_") for k in task._read_config_file(args.config)}
-        names.discard("config")
-    for section in config_lib.SECTIONS:  # a nested config file names its sections
-        names.discard(section)
+    names = set(vars(args)) - {"config"}
+    if "config" in vars(args):
+        for key, value in task._read_config_file(args.config).items():
+            if key in config_lib.SECTIONS and isinstance(value, dict):  # nested by section
+                names |= {k.replace("-", "_") for k in value}
+            else:
+                names.add(key.replace("-", "_"))
     return sorted(names)
+
+
+def search_space(space_file: str, trainer_argv: Sequence[str]) -> Dict[str, Any]:
+    """The space file's entries, or the default space minus the fields the user's flags fix.
+
+    A field that is both in a space file and a flag is tuned (the file is explicit); a warning
+    says so.
+    """
+    fixed = explicit_fields(trainer_argv)
+    if not space_file:
+        return tuning_space.without(tuning_space.DEFAULT_SPACE, fixed)
+    space = tuning_space.read_space(space_file)
+    if set(space) & set(fixed):
+        logging.warning("%s are both flags and in the search space: the space wins", sorted(set(space) & set(fixed)))
+    return space
 
 
 def rss_mb() -> float:
@@ -264,7 +282,8 @@ def make_oracle(args, objective: str, hyperparameters, seed: int):
     if args.tuner == "random":
         return keras_tuner.oracles.RandomSearchOracle(max_trials=args.max_trials, **common)
     if args.tuner == "bayesian":
-        return keras_tuner.oracles.BayesianOptimizationOracle(max_trials=args.max_trials, **common)
+        return keras_tuner.oracles.BayesianOptimizationOracle(
+            max_trials=args.max_trials, num_initial_points=args.initial_points or None, **common)
     oracle = keras_tuner.oracles.HyperbandOracle(max_epochs=args.max_epochs, factor=args.hyperband_factor,
                                                  **common)
     oracle.max_trials = args.max_trials  # a cap on top of Hyperband's own schedule
@@ -402,12 +421,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     base = task.parse_config(trainer_argv)
     objective = args.objective or base.train.early_stopping_metric
     base = _replace_train(base, early_stopping_metric=objective)
-    space = tuning_space.read_space(args.search_space) if args.search_space else tuning_space.DEFAULT_SPACE
-    fixed = explicit_fields(trainer_argv)
-    if not args.search_space:
-        space = tuning_space.without(space, fixed)  # a flag fixes what the default space would vary
-    elif set(space) & set(fixed):
-        logging.warning("%s are both flags and in the search space: the space wins", sorted(set(space) & set(fixed)))
+    space = search_space(args.search_space, trainer_argv)
     hyperparameters = tuning_space.declare(space)
     direction = direction_for(objective, args.direction)
     if set_kerastuner_env_from_tf_config():
