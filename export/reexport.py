@@ -40,7 +40,12 @@ def load_model(model_dir: str):
     if not path:
         raise FileNotFoundError(f"no checkpoint in {model_dir}/best or {model_dir}/checkpoints")
     # Every model variable must come from the checkpoint; optimizer slots etc. may stay unread.
-    tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+    status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+        raise ValueError(f"checkpoint {path} does not hold this model's weights (config.json "
+                         f"and checkpoint disagree), so it cannot be re-exported: {error}"[:2000])
     check_checkpoint_complete(model, path)
     return model, spec, config, path
 

@@ -18,6 +18,7 @@ from data.spec import DataSpec
 from export import export_model
 from models import ModelConfig, build_model
 
+REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 DENSE_LABELS = tuple(str(i) for i in range(1, 10))
 VOCAB = ("the", "movie", "good", "bad", "was", ",", "!", "not", "plot", "great")
 MC_SAMPLES = 8
