@@ -40,7 +40,6 @@ from trainer import task, tuning_space
 PROJECT = "search"
 RESULTS_CSV, RESULTS_JSON, BEST_JSON = "results.csv", "results.json", "best.json"
 TRIAL_CONFIG, TRIAL_SUMMARY, TRIAL_LOG = "trial_config.json", "summary.json", "train.log"
-LOWER_IS_BETTER = ("loss", "ece", "expected_calibration_error")  # as trainer.train picks the best
 # Variables meant for the tuner process, not for the trainer of one trial: a trial is one
 # single-machine run, never a Vertex tuning trial or a multi-worker job of its own.
 _TRIAL_ENV_DROP = ("TF_CONFIG", "CLUSTER_SPEC", "CLOUD_ML_HP_METRIC_TAG", "CLOUD_ML_HP_METRIC_FILE",
@@ -81,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 def direction_for(objective: str, direction: str) -> str:
     if direction != "auto":
         return direction
-    return "min" if objective in LOWER_IS_BETTER else "max"
+    from trainer.train import higher_is_better  # the rule that picks each trial's best checkpoint
+
+    return "max" if higher_is_better(objective) else "min"
 
 
 def explicit_fields(argv: Sequence[str]) -> List[str]:

@@ -78,6 +78,7 @@ def _tuner(tmp_path, tuner_name):
     return tune.TrainerTuner(oracle, base, "accuracy", directory=str(tmp_path), project_name="p")
 
 
+@pytest.mark.filterwarnings("ignore:The optimal value found")  # sklearn's GP fit on 5 fake scores
 def test_bayesian_oracle_proposes_valid_configs(tmp_path):
     pytest.importorskip("sklearn")
     tuner = _tuner(tmp_path, "bayesian")
