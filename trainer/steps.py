@@ -24,12 +24,28 @@ import tensorflow as tf
 from models import loss_terms
 
 NUMERIC_KEYS = ("features", "token_ids", "lengths", "label", "labels", "tags", "weight")
+TIME_KEYS = ("features", "token_ids", "tags")
+# Under XLA every new [batch, time] shape compiles anew: padding time up to a multiple of this
+# bounds the shapes (the recurrence stops at the longest real length, so padding costs little).
+XLA_TIME_MULTIPLE = 8
 SUM = tf.distribute.ReduceOp.SUM
 
 
 def model_keys(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """The entries of a batch that the model and the loss read."""
     return {key: value for key, value in batch.items() if key in NUMERIC_KEYS}
+
+
+def pad_time(batch: Dict[str, tf.Tensor], multiple: int) -> Dict[str, tf.Tensor]:
+    """Zero-pads the time axis (axis 1) of the per-step entries up to a multiple of `multiple`."""
+    time_steps = tf.shape(next(batch[key] for key in TIME_KEYS if key in batch))[1]
+    extra = (-time_steps) % multiple
+    padded = dict(batch)
+    for key in TIME_KEYS:
+        if key in batch:
+            rank = batch[key].shape.rank
+            padded[key] = tf.pad(batch[key], [[0, 0], [0, extra]] + [[0, 0]] * (rank - 2))
+    return padded
 
 
 def signature_of(element_spec: Dict[str, tf.TensorSpec]) -> Dict[str, tf.TensorSpec]:
@@ -98,6 +114,7 @@ class TrainLoop:
         self.stats = LoopStats()
         self._accum = grad_accum_steps
         self._clip_norm = clip_norm
+        self._jit = jit_compile
         self._scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         variables = model.trainable_variables
 
@@ -154,7 +171,8 @@ class TrainLoop:
         sequences, tokens, padded = tf.constant(0, tf.int64), tf.constant(0, tf.int64), tf.constant(0, tf.int64)
         for batch, seed in zip(batches, seeds):
             seed = tf.random.experimental.stateless_fold_in(seed, replica, alg="philox")
-            micro_grads, weighted_sum, total_weight = self._gradients(batch, seed, scale)
+            model_batch = pad_time(batch, XLA_TIME_MULTIPLE) if self._jit else batch
+            micro_grads, weighted_sum, total_weight = self._gradients(model_batch, seed, scale)
             grads = micro_grads if grads is None else [a + b for a, b in zip(grads, micro_grads)]
             loss_sum += weighted_sum
             weight_sum += total_weight

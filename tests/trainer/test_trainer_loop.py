@@ -149,3 +149,21 @@ def test_warm_start_copies_only_the_matching_variables(tmp_path, data):
     final = train_and_evaluate(tiny_config(*data, tmp_path / "target", max_steps=2,
                                            warm_start_from=str(source_dir), warm_start_vars="encoder|head"))
     assert final["steps"] == 2
+
+
+def test_early_stopping_waits_patience_evaluations_without_min_delta_improvement(tmp_path, data):
+    # No later evaluation can beat the first by 10: the run stops at the 1 + patience-th one.
+    final = train_and_evaluate(tiny_config(*data, tmp_path / "model", max_steps=20, eval_every_steps=2,
+                                           early_stopping_patience=2, early_stopping_min_delta=10.0))
+    assert final["stopped_early"] and final["steps"] == 6
+    assert final["best"]["step"] == 2
+    assert tf.train.latest_checkpoint(str(tmp_path / "model" / "checkpoints")).endswith("ckpt-6")
+    again = train_and_evaluate(tiny_config(*data, tmp_path / "model", max_steps=20, eval_every_steps=2,
+                                           early_stopping_patience=2, early_stopping_min_delta=10.0))
+    assert again["steps"] == 6 and again["trained_steps_this_run"] == 0  # a stopped run stays stopped
+
+
+def test_xla_step_trains_like_the_plain_one(tmp_path, data):
+    plain = train_and_evaluate(tiny_config(*data, tmp_path / "plain", max_steps=4))
+    xla = train_and_evaluate(tiny_config(*data, tmp_path / "xla", max_steps=4, jit_compile=True))
+    assert xla["history"][-1]["loss"] == pytest.approx(plain["history"][-1]["loss"], abs=1e-4)
