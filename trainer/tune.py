@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import ctypes
+import dataclasses
 import io
 import json
 import logging
@@ -262,8 +263,6 @@ class TrainerTuner(keras_tuner.Tuner):
 
 
 def _replace_train(config: config_lib.Config, **values) -> config_lib.Config:
-    import dataclasses
-
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **values))
 
 
@@ -419,8 +418,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     args, trainer_argv = build_parser().parse_known_args(argv)
+    if args.max_trials < 1:  # keras-tuner reads 0 as "no limit"
+        raise SystemExit(f"--max-trials must be >= 1, got {args.max_trials}")
     base = task.parse_config(trainer_argv)
     objective = args.objective or base.train.early_stopping_metric
+    if args.direction not in ("auto", direction_for(objective, "auto")):
+        logging.warning("--direction %s for %s: each trial still keeps the checkpoint the trainer's own "
+                        "rule calls best (%s)", args.direction, objective, direction_for(objective, "auto"))
     base = _replace_train(base, early_stopping_metric=objective)
     space = search_space(args.search_space, trainer_argv)
     hyperparameters = tuning_space.declare(space)

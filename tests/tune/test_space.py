@@ -124,3 +124,12 @@ def test_single_task_or_explicit_kerastuner_env_is_left_alone():
     assert not tune.set_kerastuner_env_from_tf_config(env) and "KERASTUNER_TUNER_ID" not in env
     env = {"KERASTUNER_ORACLE_IP": "x", "TF_CONFIG": "{}"}
     assert not tune.set_kerastuner_env_from_tf_config(env)
+
+
+def test_task_tune_flag_delegates_to_the_tuner(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        task.main(["--tune", "--help"])
+    assert exit_info.value.code == 0
+    assert "--max-trials" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="max-trials must be >= 1"):
+        task.main(["--tune", "--max-trials", "0"])
