@@ -50,6 +50,12 @@ class ServingModule(tf.Module):
                  mc_seed: int = 0):
         super().__init__(name="serving")
         self.model = model
+        # The raw tf.Variables under the Keras 3 wrappers, tracked directly (as Keras' own
+        # ExportArchive does): otherwise the SavedModel restores copies named "Variable_N" while
+        # the functions read the originals, and a session-based loader (TF Serving,
+        # saved_model_cli run) fails with "Could not find variable". tf.saved_model.load does
+        # not notice, since it rebinds captures through the object graph.
+        self.raw_variables = [getattr(v, "value", v) for v in model.variables]
         self.head = head
         self.spec = spec
         self.mc_samples = int(mc_samples)

@@ -14,7 +14,11 @@ Checks, each one fails the export:
 2. cases: `CASES.npz` holds, per case group G ("serving_default", "serving_default:small",
    "text", ...; the signature is the part before ":"), inputs `G/in/<name>` and expected
    outputs `G/out/<name>`; every output must match within the tolerance (strings exactly).
-3. warmup: every `PredictionLog` in `assets.extra/tf_serving_warmup_requests` is replayed on
+3. session load: the same cases run once more through the TF1 session loader, which restores
+   variables the way TF Serving's C++ loader and `saved_model_cli run` do (through the saver,
+   not the object graph `tf.saved_model.load` uses: a variable only the latter finds would
+   pass check 2 and fail in the server).
+4. warmup: every `PredictionLog` in `assets.extra/tf_serving_warmup_requests` is replayed on
    its named signature and must give finite outputs with the request's batch size.
 Prints one JSON line: the checks and the largest differences. Exit status 1 on failure.
 With `--outputs`, the loaded model's outputs are saved (`G/out/<name>`) for the TFLite check.
@@ -93,6 +97,38 @@ def check_cases(loaded, cases, tolerance):
     return ok, report, outputs_seen
 
 
+def check_session_load(saved_model_dir, cases, tolerance):
+    """Check 3: (ok, {group: max difference or error}) through `tf.compat.v1` sessions."""
+    v1 = tf.compat.v1
+    report, ok = {}, True
+    with tf.Graph().as_default() as graph, v1.Session(graph=graph) as session:
+        meta_graph = v1.saved_model.loader.load(session, ["serve"], saved_model_dir)
+        for group in sorted({key.split("/")[0] for key in cases}):
+            signature = meta_graph.signature_def.get(group.split(":")[0])
+            if signature is None:
+                report[group], ok = "missing", False
+                continue
+            feed = {signature.inputs[key.split("/")[2]].name: value for key, value in cases.items()
+                    if key.startswith(group + "/in/")}
+            wanted = {key.split("/")[2]: value for key, value in cases.items()
+                      if key.startswith(group + "/out/")}
+            try:
+                got = session.run({name: signature.outputs[name].name for name in wanted}, feed)
+            except tf.errors.OpError as error:
+                report[group], ok = f"{type(error).__name__}: {error.message[:300]}", False
+                continue
+            diff = 0.0
+            for name, expected in wanted.items():
+                if expected.dtype.kind in "SUO":
+                    same = np.array_equal(np.asarray(got[name]).astype(expected.dtype), expected)
+                    diff = max(diff, 0.0 if same else float("inf"))
+                elif expected.size:
+                    diff = max(diff, float(np.max(np.abs(got[name].astype(np.float64) - expected))))
+            report[group] = diff
+            ok &= diff <= tolerance
+    return ok, report
+
+
 def replay_warmup(loaded, saved_model_dir):
     """Runs every warmup request; returns (ok, {signature: requests replayed}, errors)."""
     from tensorflow_serving.apis import prediction_log_pb2  # the TF Serving wire format
@@ -143,6 +179,8 @@ def main(argv=None) -> int:
     with tf.io.gfile.GFile(args.cases, "rb") as f:
         cases = dict(np.load(io.BytesIO(f.read()), allow_pickle=False))
     ok, report["signatures"], outputs = check_cases(loaded, cases, args.tolerance)
+    report["ok"] &= ok
+    ok, report["session_load"] = check_session_load(args.saved_model_dir, cases, args.tolerance)
     report["ok"] &= ok
     if not args.no_warmup:
         ok, report["warmup"], errors = replay_warmup(loaded, args.saved_model_dir)

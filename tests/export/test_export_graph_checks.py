@@ -94,3 +94,22 @@ def test_broken_export_is_never_published(tmp_path, monkeypatch):
     names = [p.name for p in (tmp_path / "export").iterdir()]
     assert not [n for n in names if n.isdigit()], names
     assert len(names) == 1 and names[0].startswith("tmp-")  # kept for inspection
+
+
+def test_export_only_the_object_graph_can_load_is_never_published(tmp_path, monkeypatch):
+    """Without the raw tf.Variables tracked, tf.saved_model.load still works but TF Serving's
+    session loader finds no variables: the session-load check must stop it."""
+
+    class UntrackedRawVariables(saved_model_lib.ServingModule):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            del self.raw_variables
+
+    spec = dense_spec()
+    model = build_model(model_config(spec, hidden_units=4))
+    spec.save(str(tmp_path / "model"))
+    monkeypatch.setattr(saved_model_lib, "ServingModule", UntrackedRawVariables)
+    config = run_config(model, tmp_path / "model", tmp_path / "export", formats="saved_model")
+    with pytest.raises(RuntimeError, match="session_load"):
+        export_model(model, spec, config, make_batches(spec, count=1))
+    assert not [p for p in (tmp_path / "export").iterdir() if p.name.isdigit()]
