@@ -35,11 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--job-dir", dest="model_dir", help="alias of --model-dir (set by Vertex AI)")
     for section, field in config_lib.flag_fields():
         flag = "--" + field.name.replace("_", "-")
+        # Vertex AI's tuning service passes `--<parameterId>`, usually spelled with underscores.
+        names = [flag] + (["--" + field.name] if "_" in field.name else [])
         help_text = f"[{section}] default: {field.default!r}"
         if field.type in (bool, "bool"):
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, help=help_text)
+            parser.add_argument(*names, dest=field.name, action=argparse.BooleanOptionalAction, help=help_text)
         else:
-            parser.add_argument(flag, dest=field.name, type=_field_type(field), help=help_text)
+            parser.add_argument(*names, dest=field.name, type=_field_type(field), help=help_text)
     return parser
 
 

@@ -84,3 +84,10 @@ def test_readme_documents_every_flag():
     assert flags - documented == set(), "flags missing from README.md"
     known = {option for action in build_parser()._actions for option in action.option_strings}
     assert documented - known == set(), "README.md documents flags the trainer does not have"
+
+
+def test_underscore_spellings_as_vertex_tuning_passes_them():
+    config = parse_config(["--hidden_units", "12", "--input_keep_prob=0.7", "--learning-rate", "0.02"])
+    assert config.model.hidden_units == 12
+    assert config.model.input_keep_prob == 0.7
+    assert config.train.learning_rate == 0.02
