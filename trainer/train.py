@@ -170,8 +170,9 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     elif tc.warm_start_from:
         checkpoints.warm_start(model, tc.warm_start_from, tc.warm_start_vars, mc)
 
-    class_weights = (None if mc.class_weighting == "none" else
-                     tf.constant(class_weights_from_counts(mc.class_counts, mc.class_weighting), tf.float32))
+    class_weights = (None if mc.class_weighting == "none" else tf.constant(class_weights_from_counts(
+        mc.class_counts, mc.class_weighting, head=mc.resolved_head, num_examples=mc.num_train_examples),
+        tf.float32))
     train_loop = TrainLoop(
         model, optimizer, mc.resolved_head, strategy=strategy, iterators=iterators, rng=rng, step=step,
         clip_norm=tc.clip_norm, label_smoothing=mc.label_smoothing, class_weights=class_weights,
