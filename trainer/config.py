@@ -19,6 +19,9 @@ from data.config import DataConfig
 from models.config import ModelConfig
 
 SECTIONS = ("data", "model", "train")
+# Below this many training sequences (steps x global batch) XLA's compile time outweighs its
+# speed-up on CPU (measured with the default model on 2 cores: break-even near 35k).
+XLA_AUTO_MIN_SEQUENCES = 40_000
 CONFIG_FILE = "config.json"
 
 
@@ -60,8 +63,10 @@ class TrainConfig:
       op_determinism: make every op deterministic (with `--deterministic` data order, a run
         and a killed-and-resumed run end bitwise equal; somewhat slower).
       jit_compile: compile the train step with XLA (time padded to a multiple of 8, so it
-        compiles once). On 2 CPU cores with the default model: ~3x the steps/s once compiled,
-        but ~8 s of compilation, so it pays off only past ~35k training sequences.
+        compiles once): "on", "off" or "auto". On 2 CPU cores XLA gives ~3x the steps/s of the
+        default model (~7x on long sequences) once compiled, but compiling costs ~8 s, so
+        "auto" turns it on when the run trains on at least `XLA_AUTO_MIN_SEQUENCES` sequences
+        and says so in the log.
       export_formats: comma-separated subset of "saved_model", "tflite" (the TFLite files go
         inside the SavedModel version folder; "" exports nothing).
       export_quantize: also write a dynamic-range quantized TFLite model (size and accuracy
@@ -94,12 +99,16 @@ class TrainConfig:
     collective_timeout_secs: int = 300
     seed: int = 42
     op_determinism: bool = False
-    jit_compile: bool = False
+    jit_compile: str = "auto"
     export_formats: str = "saved_model,tflite"
     export_quantize: bool = False
     export_mc_samples: int = 20
 
     def __post_init__(self):
+        if isinstance(self.jit_compile, bool):  # Python callers may say True/False
+            object.__setattr__(self, "jit_compile", "on" if self.jit_compile else "off")
+        if self.jit_compile not in ("auto", "on", "off"):
+            raise ValueError(f"jit_compile must be auto, on or off, got {self.jit_compile!r}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise ValueError(f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
         if self.lr_schedule not in ("cosine", "exponential", "constant"):

@@ -29,7 +29,7 @@ from data.prepare import prepare_data
 from models import EvalMetrics, build_model
 from models.losses import class_weights_from_counts
 from trainer import checkpoints, distribution, report, summaries
-from trainer.config import Config
+from trainer.config import XLA_AUTO_MIN_SEQUENCES, Config
 from trainer.optimization import make_optimizer
 from trainer.steps import TrainLoop, make_eval_step, model_keys
 
@@ -81,6 +81,16 @@ def evaluate(eval_step, dataset, model_config, label_names):
     result["loss"] = loss_sum / max(weight_sum, 1e-12)
     result["examples"] = examples
     return result, metrics
+
+
+def use_xla(setting: str, training_sequences: int) -> bool:
+    """Resolves `jit_compile` ("on", "off", "auto") for a run that trains on this many sequences."""
+    if setting != "auto":
+        return setting == "on"
+    chosen = training_sequences >= XLA_AUTO_MIN_SEQUENCES
+    logging.info("jit_compile=auto: XLA %s for %d training sequences (on from %d)",
+                 "on" if chosen else "off", training_sequences, XLA_AUTO_MIN_SEQUENCES)
+    return chosen
 
 
 def _next_stop(current: int, total: int, periods) -> int:
@@ -177,7 +187,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
         model, optimizer, mc.resolved_head, strategy=strategy, iterators=iterators, rng=rng, step=step,
         clip_norm=tc.clip_norm, label_smoothing=mc.label_smoothing, class_weights=class_weights,
         element_spec=train_datasets[0].element_spec, grad_accum_steps=tc.grad_accum_steps,
-        jit_compile=tc.jit_compile)
+        jit_compile=use_xla(tc.jit_compile, total_steps * global_batch))
     eval_step = make_eval_step(model, mc.resolved_head, element_spec=train_datasets[0].element_spec)
     writers = summaries.Writers(model_dir, enabled=worker.is_chief)
     writers.skipped_records(prepared, step=int(step))
