@@ -27,7 +27,6 @@ With `--outputs`, the loaded model's outputs are saved (`G/out/<name>`) for the 
 import argparse
 import io
 import json
-import os
 import sys
 
 import numpy as np
@@ -35,7 +34,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 # Registered in core TF but need a Python interpreter next to the graph: not servable.
 PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 
@@ -43,7 +42,7 @@ PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 def graph_ops(saved_model_dir: str):
     """({op name: count} over the graph and all library functions, {function names})."""
     proto = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+    with tf.io.gfile.GFile(tf.io.gfile.join(saved_model_dir, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
     ops, functions = {}, set()
     for meta_graph in proto.meta_graphs:
@@ -133,7 +132,7 @@ def replay_warmup(loaded, saved_model_dir):
     """Runs every warmup request; returns (ok, {signature: requests replayed}, errors)."""
     from tensorflow_serving.apis import prediction_log_pb2  # the TF Serving wire format
 
-    path = os.path.join(saved_model_dir, WARMUP_FILE)
+    path = tf.io.gfile.join(saved_model_dir, WARMUP_FILE)
     if not tf.io.gfile.exists(path):
         return False, {}, [f"no warmup file at {path}"]
     counts, errors = {}, []

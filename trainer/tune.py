@@ -25,9 +25,11 @@ import io
 import json
 import logging
 import os
+import pathlib
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -117,10 +119,9 @@ def search_space(space_file: str, trainer_argv: Sequence[str]) -> Dict[str, Any]
 def rss_mb() -> float:
     """This process's resident memory in MB (/proc VmRSS; peak RSS where /proc is missing)."""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
     except OSError:
         pass
     import resource
@@ -160,11 +161,13 @@ def run_trainer(config: config_lib.Config, run_dir: str, timeout_secs: int = 0) 
     config_path = tf.io.gfile.join(run_dir, TRIAL_CONFIG)
     _write_json(config_path, tuning_space.to_flat_dict(config))
     env = {k: v for k, v in os.environ.items() if k not in _TRIAL_ENV_DROP and not k.startswith("KERASTUNER_")}
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_root = str(pathlib.Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     command = [sys.executable, "-m", "trainer.task", "--config", config_path]
-    log_path = os.path.join(run_dir, TRIAL_LOG) if "://" not in run_dir else os.devnull
-    with open(log_path, "ab") as log:
+    # The child's output needs a local file descriptor; it is copied next to the trial's
+    # config afterwards, so a gs:// tuning dir keeps the log too.
+    with tempfile.NamedTemporaryFile(prefix="seqtrain-trial-", suffix=".log", delete=False) as log:
+        local_log = log.name
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         try:
@@ -172,18 +175,22 @@ def run_trainer(config: config_lib.Config, run_dir: str, timeout_secs: int = 0) 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            raise keras_tuner.errors.FailedTrialError(
-                f"trial in {run_dir} ran past --trial-timeout-secs={timeout_secs}; killed")
+            code = None
         except BaseException:  # Ctrl-C or SIGTERM of the tuner: take the trainer down with us
             process.kill()
             process.wait()
             raise
+        finally:
+            log.flush()
+            log_path = tf.io.gfile.join(run_dir, TRIAL_LOG)
+            tf.io.gfile.copy(local_log, log_path, overwrite=True)
+    tail = "".join(pathlib.Path(local_log).read_text(errors="replace").splitlines(True)[-25:])
+    pathlib.Path(local_log).unlink()
+    if code is None:
+        raise keras_tuner.errors.FailedTrialError(
+            f"trial in {run_dir} ran past --trial-timeout-secs={timeout_secs}; killed; log {log_path}:\n{tail}")
     metrics = _read_json(tf.io.gfile.join(config.train.model_dir, "metrics.json"))
     if code != 0 or metrics is None:
-        tail = ""
-        if os.path.exists(log_path) and log_path != os.devnull:
-            with open(log_path, errors="replace") as f:
-                tail = "".join(f.readlines()[-25:])
         raise keras_tuner.errors.FailedTrialError(
             f"trainer exited with {code} (metrics.json {'missing' if metrics is None else 'present'}); "
             f"log {log_path}:\n{tail}")
