@@ -29,7 +29,8 @@ from data.prepare import prepare_data
 from models import EvalMetrics, build_model
 from models.losses import class_weights_from_counts
 from trainer import checkpoints, distribution, report, summaries
-from trainer.config import XLA_AUTO_MIN_SEQUENCES, Config
+from trainer.config import (AUTO_EPOCH_SEQUENCES, AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS,
+                            XLA_AUTO_MIN_SEQUENCES, Config)
 from trainer.optimization import make_optimizer
 from trainer.steps import TrainLoop, make_eval_step, model_keys
 
@@ -83,6 +84,17 @@ def evaluate(eval_step, dataset, model_config, label_names):
     return result, metrics
 
 
+def epochs_for(num_epochs: int, num_train: int) -> int:
+    """`num_epochs`, or for 0 the number the data size calls for (see TrainConfig.num_epochs)."""
+    if num_epochs:
+        return num_epochs
+    epochs = min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, math.ceil(AUTO_EPOCH_SEQUENCES / max(num_train, 1))))
+    logging.info("num_epochs=0: training %d epochs for %d training sequences (about %d sequences "
+                 "in all, %d to %d epochs)", epochs, num_train, AUTO_EPOCH_SEQUENCES,
+                 AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS)
+    return epochs
+
+
 def use_xla(setting: str, training_sequences: int) -> bool:
     """Resolves `jit_compile` ("on", "off", "auto") for a run that trains on this many sequences."""
     if setting != "auto":
@@ -131,7 +143,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     num_train = prepared.splits["train"].num_records
     global_batch = config.data.batch_size * replicas * tc.grad_accum_steps
     steps_per_epoch = max(1, math.ceil(num_train / global_batch))
-    total_steps = tc.max_steps or tc.num_epochs * steps_per_epoch
+    total_steps = tc.max_steps or epochs_for(tc.num_epochs, num_train) * steps_per_epoch
     eval_every = tc.eval_every_steps or steps_per_epoch
     save_every = tc.save_checkpoints_steps or eval_every
 

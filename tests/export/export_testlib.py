@@ -40,8 +40,14 @@ def token_spec() -> DataSpec:
                     length_quantiles=tuple(range(2, 13)))
 
 
+# Pinned rather than taken from ModelConfig's defaults (the product's tuned run defaults).
+PINNED = dict(bidirectional=False, pooling="last", input_keep_prob=1.0, state_keep_prob=1.0,
+              output_keep_prob=1.0, mask_per_example=False)
+
+
 def model_config(spec: DataSpec, **hyper) -> ModelConfig:
     """The trainer's `with_data_spec`, for a hand-made spec."""
+    hyper = {**PINNED, **hyper}
     return ModelConfig(
         input_kind="tokens" if spec.is_tokens else "features", target_kind=spec.target_kind,
         feature_dim=spec.feature_dim, vocab_size=spec.vocab_size, num_classes=spec.num_classes,

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from export.uncertainty import mc_dropout
-from export_testlib import MC_SAMPLES, MC_SEED, dense_spec, model_config
+from export_testlib import MC_SAMPLES, MC_SEED, PINNED, dense_spec, model_config
 from models import ModelConfig, build_model
 
 
@@ -54,7 +54,7 @@ def test_with_dropout_is_the_average_of_seeded_training_passes(dense_export, den
 @pytest.mark.parametrize("head,target", [("tagging", "tags"), ("multilabel", "labels")])
 def test_per_step_and_per_label_shapes(head, target):
     config = ModelConfig(hidden_units=4, head=head, target_kind=target, num_classes=3,
-                         feature_dim=2, output_keep_prob=0.5)
+                         feature_dim=2, **{**PINNED, "output_keep_prob": 0.5})
     model = build_model(config)
     lengths = tf.constant([4, 1, 2], tf.int32)
     inputs = {"features": tf.random.stateless_normal([3, 4, 2], seed=[1, 2]), "lengths": lengths}

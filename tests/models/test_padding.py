@@ -5,6 +5,7 @@ and compares. The cases cover every cell, pooling, head and input kind at least 
 stacking, bidirectionality and training-mode (variational) dropout.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -57,6 +58,7 @@ def _case_id(case):
 @pytest.mark.parametrize("cell,pooling,head,tokens,extra,training", CASES,
                          ids=[_case_id(c) for c in CASES])
 def test_padding_changes_nothing(cell, pooling, head, tokens, extra, training):
+    keras.utils.set_random_seed(1)  # fixed weights, so the tolerance below means the same every run
     config = tiny_config(head, tokens=tokens, cell=cell, pooling=pooling, **extra)
     model = build_model(config)
     batch = make_batch(config)
@@ -75,7 +77,7 @@ def test_padding_changes_nothing(cell, pooling, head, tokens, extra, training):
     variables = model.trainable_variables
     for var, g, g_p in zip(variables, grads, grads_p):
         assert g is not None, f"no gradient reaches {var.path}"
-        np.testing.assert_allclose(g_p.numpy(), g.numpy(), atol=1e-6, rtol=0, err_msg=var.path)
+        np.testing.assert_allclose(g_p.numpy(), g.numpy(), atol=1e-6, rtol=1e-6, err_msg=var.path)
 
     if tokens:
         # Only rows of real tokens get gradient; garbage ids in the padding never do.

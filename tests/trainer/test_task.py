@@ -105,3 +105,14 @@ def test_jit_compile_auto_turns_xla_on_only_for_long_runs():
     assert use_xla("auto", XLA_AUTO_MIN_SEQUENCES) is True
     assert use_xla("auto", XLA_AUTO_MIN_SEQUENCES - 1) is False
     assert use_xla("on", 1) is True and use_xla("off", 10**9) is False
+
+
+def test_num_epochs_zero_adapts_to_the_number_of_training_sequences():
+    from trainer.config import AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS
+    from trainer.train import epochs_for
+
+    assert parse_config([]).train.num_epochs == 0
+    assert epochs_for(7, 100) == 7
+    assert epochs_for(0, 243) == AUTO_MAX_EPOCHS       # tiny sets: many passes
+    assert epochs_for(0, 1000) == 15
+    assert epochs_for(0, 10**6) == AUTO_MIN_EPOCHS     # large sets: few

@@ -43,7 +43,11 @@ def tiny_flags(train: str, evaluation: str, model_dir, **overrides) -> list:
     """Flags for a seconds-long run: 8 hidden units, batch 8, no test split."""
     values = {"train-data": train, "eval-data": evaluation, "test-data": evaluation,
               "model-dir": str(model_dir), "hidden-units": 8, "batch-size": 8, "max-steps": 6,
-              "seed": 3, "warmup-steps": 2}
+              "seed": 3, "warmup-steps": 2,
+              # Pinned, not the product's tuned defaults: equivalence tests (accumulation, XLA,
+              # two workers vs one) need no dropout; a test that wants it says so.
+              "bidirectional": False, "pooling": "last", "input-keep-prob": 1.0,
+              "state-keep-prob": 1.0, "output-keep-prob": 1.0, "mask-per-example": False}
     values.update({key.replace("_", "-"): value for key, value in overrides.items()})
     flags = []
     for key, value in values.items():

@@ -1,6 +1,7 @@
 """Padding never changes a result: extra padded steps full of garbage change no output on real
 steps, no final state, no weight gradient; gradients reaching padded inputs are exactly zero."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -27,6 +28,7 @@ def _loss_and_grads(encoder, x, lengths, seed):
 
 @pytest.mark.parametrize("cell,layers,bidirectional", CONFIGS)
 def test_padding_changes_nothing(cell, layers, bidirectional):
+    keras.utils.set_random_seed(1)  # fixed weights: unseeded ones made gradient sizes vary run to run
     rng = np.random.default_rng(0)
     b, t, d, extra = 3, 5, 4, 4
     lengths = np.array([5, 2, 3], np.int32)
@@ -53,7 +55,8 @@ def test_padding_changes_nothing(cell, layers, bidirectional):
             for name in sa:
                 np.testing.assert_allclose(sb[name], sa[name], atol=1e-6)
     for ga, gb in zip(g_a, g_b):
-        np.testing.assert_allclose(gb, ga, atol=1e-6)
+        # float32 sums over a different padded T may round differently in the last bits
+        np.testing.assert_allclose(gb, ga, atol=1e-6, rtol=1e-6)
     np.testing.assert_allclose(gx_b[:, :t], gx_a, atol=1e-6)
 
 
