@@ -1,18 +1,29 @@
-"""Training throughput of `models.rnn.SequenceEncoder` against Keras 3 LSTM baselines.
+"""Training throughput of the seqtrain product path against Keras 3 LSTM baselines.
 
 Standard workload: 4096 sequences, 32 features, lengths uniform in [20, 200] padded to 200,
 LSTM 128, 5 classes, batch 64, Adam, keep probability 0.75 on input, state and output
-(Keras: dropout = recurrent_dropout = 0.25), seeded. Prints sequences/s after a warm-up epoch
-and the ratios.
+(Keras: dropout = recurrent_dropout = 0.25), seeded.
+
+The "seqtrain" row is the path `python -m trainer.task` runs: the workload is written as a
+JSON Lines file, prepared by `data.prepare.prepare_data` (validated, TFRecord shards, spec),
+read by `data.pipeline.make_dataset(training=True)` (shuffle, cache, length bucketing), and
+trained by `models.build_model` + `trainer.optimization.make_optimizer` + the trainer's compiled
+`trainer.steps.TrainLoop`, in chunks that end where the trainer's would (every
+`log_step_count_steps` and at epoch ends). Checkpoint saves, evaluation and the progress bar
+are not timed. Sequences and seconds come from the loop's own stats. The Keras peers train on
+the same arrays, padded to 200.
 
     python bench/rnn_throughput.py            # full run (a few minutes on 2 cores)
     python bench/rnn_throughput.py --quick    # 1024 sequences
-    python bench/rnn_throughput.py --no-bucketing --no-jit   # ablations of our path
+    python bench/rnn_throughput.py --no-bucketing --no-jit   # ablations of the product path
+    python bench/rnn_throughput.py --hand-step # also the old hand-written encoder step
 """
 
 import argparse
+import json
 import os
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -22,20 +33,160 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+tf.get_logger().setLevel("ERROR")  # the hand step retraces per bucket shape on purpose
+
+from data.config import DataConfig  # noqa: E402
+from data.pipeline import bucket_boundaries, make_dataset  # noqa: E402
+from data.prepare import prepare_data  # noqa: E402
+from models import build_model  # noqa: E402
+from models.config import ModelConfig  # noqa: E402
 from models.rnn import SequenceEncoder  # noqa: E402
+from trainer.config import Config, TrainConfig  # noqa: E402
+from trainer.optimization import make_optimizer  # noqa: E402
+from trainer.steps import XLA_TIME_MULTIPLE, TrainLoop  # noqa: E402
+from trainer import train as trainer_train  # noqa: E402
+from trainer.train import _next_stop, use_xla, with_data_spec  # noqa: E402
 
 FEATURES, MAX_LEN, MIN_LEN, UNITS, CLASSES, BATCH, KEEP = 32, 200, 20, 128, 5, 64, 0.75
+SEED = 0
 
 
-def make_data(n, seed=0):
-    """x float32 [n, 200, 32] (zeros past length), lengths int32 [n], labels int32 [n]."""
+def make_data(n, seed=SEED):
+    """x float32 [n, 200, 32] (zeros past length), lengths int32 [n], labels int32 [n].
+
+    Values are rounded to 4 decimals so the JSON Lines file holds exactly these numbers."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(MIN_LEN, MAX_LEN + 1, n).astype(np.int32)
-    x = rng.normal(size=[n, MAX_LEN, FEATURES]).astype(np.float32)
+    x = np.round(rng.normal(size=[n, MAX_LEN, FEATURES]), 4).astype(np.float32)
     x *= (np.arange(MAX_LEN)[None, :] < lengths[:, None])[..., None]
     labels = rng.integers(0, CLASSES, n).astype(np.int32)
     return x, lengths, labels
 
+
+def write_jsonl(path, data):
+    """One record a line: {"features": [[32 floats] x length], "label": int} (data/README.md)."""
+    x, lengths, labels = data
+    with open(path, "w") as f:
+        for i in range(len(x)):
+            steps = np.round(x[i, :lengths[i]].astype(np.float64), 4).tolist()
+            f.write(json.dumps({"features": steps, "label": int(labels[i])}) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# The product path.
+
+def bench_product(data, epochs, bucketing, jit, workdir):
+    """seq/s of the trainer's own loop on the prepared workload, after one warm-up epoch.
+
+    Returns (seq/s, mean loss of the timed epochs, details dict)."""
+    n = len(data[0])
+    train_file = os.path.join(workdir, "train.jsonl")
+    started = time.perf_counter()
+    write_jsonl(train_file, data)
+    data_config = DataConfig(train_data=train_file, eval_fraction=0.0, batch_size=BATCH,
+                             bucketing=bucketing)
+    train_config = TrainConfig(model_dir=os.path.join(workdir, "run"), seed=SEED,
+                               jit_compile="on" if jit else "off")
+    prepared = prepare_data(data_config, train_config.model_dir, train_config.seed)
+    prepare_seconds = time.perf_counter() - started
+    spec = prepared.spec
+    # Every architecture field is pinned: the workload fixes the model, whatever the
+    # package's defaults are (TF1 DropoutWrapper: variational masks shared by the batch).
+    model_config = ModelConfig(
+        cell="lstm", hidden_units=UNITS, num_layers=1, bidirectional=False, pooling="last",
+        head="auto", input_keep_prob=KEEP, state_keep_prob=KEEP, output_keep_prob=KEEP,
+        variational_recurrent=True, mask_per_example=False, update_keep_prob=1.0,
+        label_smoothing=0.0, class_weighting="none")
+    model_config = with_data_spec(Config(model=model_config), spec).model  # as the trainer does
+
+    num_train = prepared.splits["train"].num_records
+    steps_per_epoch = max(1, -(-num_train // BATCH))
+    # What a default `python -m trainer.task` run on this data would train: it sets the
+    # optimizer schedule, and `jit_compile=auto` decides from it.
+    epochs_for = getattr(trainer_train, "epochs_for", lambda epochs, _: epochs)
+    total_steps = epochs_for(train_config.num_epochs, num_train) * steps_per_epoch
+    auto_jit = use_xla("auto", total_steps * BATCH)
+    keras.utils.set_random_seed(train_config.seed)
+    strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        model = build_model(model_config)
+        optimizer = make_optimizer(train_config, total_steps)
+        optimizer.build(model.trainable_variables)
+    dataset = make_dataset(prepared.splits["train"].files, spec, data_config, training=True,
+                           seed=train_config.seed)
+    iterators = [iter(dataset)]
+    loop = TrainLoop(
+        model, optimizer, model_config.resolved_head, strategy=strategy, iterators=iterators,
+        rng=tf.random.Generator.from_seed(train_config.seed),
+        step=tf.Variable(0, dtype=tf.int64, name="global_step"),
+        clip_norm=train_config.clip_norm, label_smoothing=model_config.label_smoothing,
+        class_weights=None, element_spec=dataset.element_spec,
+        grad_accum_steps=train_config.grad_accum_steps, jit_compile=jit)
+    periods = (train_config.log_step_count_steps, steps_per_epoch)
+
+    def run_epochs(count):
+        """Trains `count` epochs in trainer-sized chunks: (sequences, tokens, padded share,
+        seconds, mean loss, chunks)."""
+        current = int(loop.step)
+        end = current + count * steps_per_epoch
+        sequences = tokens = 0
+        seconds = loss_sum = 0.0
+        padded_tokens = 0.0
+        chunks = 0
+        while current < end:
+            size = _next_stop(current, end, periods) - current
+            start = time.perf_counter()
+            loop(size)
+            stats = loop.stats.read_and_reset()  # the chunk's one host sync, as in the trainer
+            seconds += time.perf_counter() - start
+            sequences += stats["sequences"]
+            tokens += stats["tokens"]
+            padded_tokens += stats["tokens"] / max(1.0 - stats["padding_share"], 1e-12)
+            loss_sum += stats["loss"] * stats["steps"]
+            current += size
+            chunks += 1
+        return (sequences, tokens, 1.0 - tokens / max(padded_tokens, 1.0), seconds,
+                loss_sum / (count * steps_per_epoch), chunks)
+
+    warm = run_epochs(1)
+    meter = CpuMeter()
+    timed = run_epochs(epochs)
+    other_cpu = meter.others()
+    sequences, tokens, padding, seconds, loss, chunks = timed
+    details = {
+        "prepare_seconds": prepare_seconds, "warmup_seconds": warm[3],
+        "steps": epochs * steps_per_epoch, "chunks": chunks, "tokens_per_second": tokens / seconds,
+        "padding_share": padding, "auto_jit": auto_jit, "total_steps": total_steps,
+        "model": (f"{model_config.cell} {model_config.hidden_units} x{model_config.num_layers}, "
+                  f"bidirectional={model_config.bidirectional}, pooling={model_config.pooling}, "
+                  f"head={model_config.resolved_head}, keep {model_config.input_keep_prob}/"
+                  f"{model_config.state_keep_prob}/{model_config.output_keep_prob}, "
+                  f"mask_per_example={model_config.mask_per_example}, "
+                  f"{train_config.optimizer} clip_norm={train_config.clip_norm}"),
+        "boundaries": bucket_boundaries(spec, data_config.num_buckets) if bucketing else (),
+        "shapes": _batch_shapes(prepared, spec, data_config, train_config.seed, steps_per_epoch,
+                                epochs, jit),
+    }
+    return sequences / seconds, loss, other_cpu, details
+
+
+def _batch_shapes(prepared, spec, data_config, seed, steps_per_epoch, epochs, jit):
+    """The [batch, time] shapes the gradient function meets in the warm-up and timed epochs,
+    read from a second, identical pipeline (deterministic order). Under XLA time is padded to a
+    multiple of 8 first, as TrainLoop does; each new shape is an XLA compile."""
+    dataset = make_dataset(prepared.splits["train"].files, spec, data_config, training=True,
+                           seed=seed)
+    warm, timed = set(), set()
+    for i, batch in enumerate(dataset.take((1 + epochs) * steps_per_epoch)):
+        b, t = batch["lengths"].shape[0], int(batch["features"].shape[1])
+        if jit:
+            t = -(-t // XLA_TIME_MULTIPLE) * XLA_TIME_MULTIPLE
+        (warm if i < steps_per_epoch else timed).add((b, t))
+    return {"warmup": sorted(warm), "timed_new": sorted(timed - warm)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The old hand-written encoder step (`--hand-step`): the encoder alone, own bucketing.
 
 def batches(x, lengths, labels, bucketing, rng, window=16, boundary=20):
     """One epoch of (x [64, T_b, 32], lengths, labels). Bucketing: shuffle, sort by length
@@ -56,13 +207,13 @@ def batches(x, lengths, labels, bucketing, rng, window=16, boundary=20):
         yield x[idx, :t], lengths[idx], labels[idx]
 
 
-def bench_ours(data, epochs, bucketing, jit):
-    keras.utils.set_random_seed(0)
+def bench_hand_step(data, epochs, bucketing, jit):
+    keras.utils.set_random_seed(SEED)
     encoder = SequenceEncoder("lstm", units=UNITS, input_keep_prob=KEEP, state_keep_prob=KEEP,
-                              output_keep_prob=KEEP, seed=0)
+                              output_keep_prob=KEEP, seed=SEED)
     dense = keras.layers.Dense(CLASSES)
     optimizer = keras.optimizers.Adam()
-    generator = tf.random.Generator.from_seed(0)
+    generator = tf.random.Generator.from_seed(SEED)
     encoder(data[0][:2], data[1][:2])
     dense(tf.zeros([1, UNITS]))
     variables = encoder.trainable_variables + dense.trainable_variables
@@ -78,7 +229,7 @@ def bench_ours(data, epochs, bucketing, jit):
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(SEED)
     # Compile every bucket shape before timing (an epoch may not meet them all).
     for t in (range(20, MAX_LEN + 1, 20) if bucketing else [MAX_LEN]):
         train_step(data[0][:BATCH, :t], np.minimum(data[1][:BATCH], t), data[2][:BATCH],
@@ -93,8 +244,11 @@ def bench_ours(data, epochs, bucketing, jit):
     return timed(epoch, len(data[0]), epochs)
 
 
+# ---------------------------------------------------------------------------------------------
+# Keras peers.
+
 def bench_keras(data, epochs, dropout):
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(SEED)
     rate = 1.0 - KEEP  # Keras takes a rate; ours a keep probability.
     model = keras.Sequential([
         keras.Input((MAX_LEN, FEATURES)),
@@ -116,41 +270,111 @@ def bench_keras(data, epochs, dropout):
 def timed(epoch, n, epochs):
     """Runs one warm-up epoch (tracing, XLA compiles), then `epochs` timed ones: seq/s."""
     epoch()
+    meter = CpuMeter()
     start = time.perf_counter()
     for _ in range(epochs):
         loss = epoch()
-    return n * epochs / (time.perf_counter() - start), loss
+    return n * epochs / (time.perf_counter() - start), loss, meter.others()
 
 
-def main():
+class CpuMeter:
+    """CPU used by *other* processes while a row was timed, in cores (Linux /proc/stat; None
+    elsewhere). On a shared machine a row with a high value is slowed by someone else."""
+
+    def __init__(self):
+        self.pause()
+        self.other = self.wall = 0.0
+        self.resume()
+
+    @staticmethod
+    def _read():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = sum(fields[:8]) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # not idle/iowait
+        own = os.times()
+        return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.perf_counter()
+
+    def resume(self):
+        self._start = self._read()
+
+    def pause(self):
+        start, end = getattr(self, "_start", None), self._read()
+        if start and end:
+            self.other += max(0.0, (end[0] - start[0]) - (end[1] - start[1]))
+            self.wall += end[2] - start[2]
+        self._start = None
+
+    def others(self):
+        self.pause()
+        return self.other / self.wall if self.wall > 0 else None
+
+
+TARGETS = (("Keras dropout", 4.0), ("Keras no dropout", 1.5))
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1024 sequences instead of 4096")
     parser.add_argument("--sequences", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=1, help="timed epochs after warm-up")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs after warm-up")
     parser.add_argument("--no-bucketing", action="store_true")
     parser.add_argument("--no-jit", action="store_true")
     parser.add_argument("--skip-keras", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--hand-step", action="store_true",
+                        help="also time the old hand-written encoder train step")
+    args = parser.parse_args(argv)
+    wall = time.perf_counter()
     n = args.sequences or (1024 if args.quick else 4096)
     data = make_data(n)
-    rows = []
     bucketing, jit = not args.no_bucketing, not args.no_jit
-    name = f"seqtrain LSTM, keep {KEEP} (bucketing={bucketing}, jit={jit})"
-    rows.append((name,) + bench_ours(data, args.epochs, bucketing, jit))
-    print(f"{rows[-1][0]:60s} {rows[-1][1]:8.1f} seq/s", flush=True)
+    rows = []
+
+    def add(label, speed, loss, other_cpu):
+        rows.append((label, speed, loss, other_cpu))
+        print(f"{label:62s} {speed:8.1f} seq/s", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="rnn_throughput_") as workdir:
+        speed, loss, other_cpu, details = bench_product(data, args.epochs, bucketing, jit, workdir)
+    add(f"seqtrain trainer path (bucketing={bucketing}, jit={jit})", speed, loss, other_cpu)
+    if args.hand_step:
+        add(f"  hand-written encoder step (bucketing={bucketing}, jit={jit})",
+            *bench_hand_step(data, args.epochs, bucketing, jit))
+    keras_rows = []
     if not args.skip_keras:
         for label, dropout in [("Keras Masking+LSTM dropout=recurrent_dropout=0.25", True),
                                ("Keras Masking+LSTM no dropout", False)]:
-            rows.append((label,) + bench_keras(data, args.epochs, dropout))
-            print(f"{rows[-1][0]:60s} {rows[-1][1]:8.1f} seq/s", flush=True)
+            add(label, *bench_keras(data, args.epochs, dropout))
+            keras_rows.append(rows[-1])
+
     print(f"\nworkload: {n} sequences, {FEATURES} features, lengths U[{MIN_LEN},{MAX_LEN}], "
-          f"LSTM {UNITS}, batch {BATCH}, Adam; threads: {os.cpu_count()} cores visible")
-    print(f"{'model':60s} {'seq/s':>8s} {'final loss':>10s}")
-    for label, speed, loss in rows:
-        print(f"{label:60s} {speed:8.1f} {loss:10.4f}")
-    if len(rows) == 3:
-        print(f"\nratio vs Keras with dropout:    {rows[0][1] / rows[1][1]:.2f}x (target >= 4)")
-        print(f"ratio vs Keras without dropout: {rows[0][1] / rows[2][1]:.2f}x (target >= 1.5)")
+          f"LSTM {UNITS}, {CLASSES} classes, batch {BATCH}, Adam, keep {KEEP}; "
+          f"{os.cpu_count()} cores visible, load average {os.getloadavg()[0]:.2f}")
+    print(f"trainer path: prepare {details['prepare_seconds']:.1f} s, warm-up epoch "
+          f"{details['warmup_seconds']:.1f} s, timed {details['steps']} steps in "
+          f"{details['chunks']} chunks, {details['tokens_per_second']:.0f} real steps/s, "
+          f"padding share {details['padding_share']:.3f}, bucket boundaries "
+          f"{list(details['boundaries'])}")
+    print(f"  model {details['model']}")
+    print(f"  batch shapes in warm-up {details['shapes']['warmup']}; new in timed epochs "
+          f"{details['shapes']['timed_new'] or 'none'}; jit_compile=auto would pick "
+          f"{'on' if details['auto_jit'] else 'off'} for a {details['total_steps']}-step run")
+    print(f"\n{'model':62s} {'seq/s':>8s} {'train loss':>10s} {'others CPU':>10s}")
+    for label, speed, loss, other_cpu in rows:
+        others = "n/a" if other_cpu is None else f"{other_cpu:.2f}"
+        print(f"{label:62s} {speed:8.1f} {loss:10.4f} {others:>10s}")
+    if keras_rows:
+        ours = rows[0][1]
+        print()
+        for (name, target), (_, peer, _, _) in zip(TARGETS, keras_rows):
+            ratio = ours / peer
+            print(f"ratio vs {name + ':':18s} {ratio:5.2f}x (target >= {target}) "
+                  f"{'MET' if ratio >= target else 'NOT MET'}")
+    print("others CPU: cores used by other processes while the row was timed (0 = quiet machine)")
+    print(f"\ntotal wall time {time.perf_counter() - wall:.0f} s")
+    return rows
 
 
 if __name__ == "__main__":
