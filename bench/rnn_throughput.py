@@ -103,9 +103,8 @@ def bench_product(data, epochs, bucketing, jit, workdir):
     steps_per_epoch = max(1, -(-num_train // BATCH))
     # What a default `python -m trainer.task` run on this data would train: it sets the
     # optimizer schedule, and `jit_compile=auto` decides from it.
-    epochs_for = getattr(trainer_train, "epochs_for", lambda epochs, _: epochs)
-    total_steps = epochs_for(train_config.num_epochs, num_train) * steps_per_epoch
-    auto_jit = use_xla("auto", total_steps * BATCH)
+    total_steps = trainer_train.epochs_for(train_config.num_epochs, num_train) * steps_per_epoch
+    auto_jit = use_xla("auto", total_steps * BATCH * trainer_train.median_length(spec))
     keras.utils.set_random_seed(train_config.seed)
     strategy = tf.distribute.get_strategy()
     with strategy.scope():

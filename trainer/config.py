@@ -19,9 +19,10 @@ from data.config import DataConfig
 from models.config import ModelConfig
 
 SECTIONS = ("data", "model", "train")
-# Below this many training sequences (steps x global batch) XLA's compile time outweighs its
-# speed-up on CPU (measured with the default model on 2 cores: break-even near 35k).
-XLA_AUTO_MIN_SEQUENCES = 40_000
+# Below this many real training steps (tokens: sequences x their lengths, over the whole run)
+# XLA's compile time outweighs its speed-up on CPU. Measured on 2 cores: break-even near 35k
+# sequences of the bundled data (median length 15), i.e. about half a million tokens.
+XLA_AUTO_MIN_TOKENS = 500_000
 # num_epochs=0: show the model about this many sequences in all, in 3 to 60 passes. On the
 # bundled data (243 training sequences) that is 60 epochs, where held-out loss had flattened.
 AUTO_EPOCH_SEQUENCES = 15_000
@@ -72,8 +73,8 @@ class TrainConfig:
       jit_compile: compile the train step with XLA (time padded to a multiple of 8, so it
         compiles once): "on", "off" or "auto". On 2 CPU cores XLA gives ~3x the steps/s of the
         default model (~7x on long sequences) once compiled, but compiling costs ~8 s, so
-        "auto" turns it on when the run trains on at least `XLA_AUTO_MIN_SEQUENCES` sequences
-        and says so in the log.
+        "auto" turns it on when the run will read at least `XLA_AUTO_MIN_TOKENS` real steps
+        (steps x batch x median length) and says so in the log.
       export_formats: comma-separated subset of "saved_model", "tflite" (the TFLite files go
         inside the SavedModel version folder; "" exports nothing).
       export_quantize: also write a dynamic-range quantized TFLite model (size and accuracy

@@ -30,7 +30,7 @@ from models import EvalMetrics, build_model
 from models.losses import class_weights_from_counts
 from trainer import checkpoints, distribution, report, summaries
 from trainer.config import (AUTO_EPOCH_SEQUENCES, AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS,
-                            XLA_AUTO_MIN_SEQUENCES, Config)
+                            XLA_AUTO_MIN_TOKENS, Config)
 from trainer.optimization import make_optimizer
 from trainer.steps import TrainLoop, make_eval_step, model_keys
 
@@ -95,13 +95,19 @@ def epochs_for(num_epochs: int, num_train: int) -> int:
     return epochs
 
 
-def use_xla(setting: str, training_sequences: int) -> bool:
-    """Resolves `jit_compile` ("on", "off", "auto") for a run that trains on this many sequences."""
+def median_length(spec) -> int:
+    """Median training sequence length (from the spec's length quantiles; 1 if unknown)."""
+    quantiles = tuple(spec.length_quantiles)
+    return int(quantiles[len(quantiles) // 2]) if quantiles else max(spec.max_length, 1)
+
+
+def use_xla(setting: str, training_tokens: int) -> bool:
+    """Resolves `jit_compile` ("on", "off", "auto") for a run that reads this many real steps."""
     if setting != "auto":
         return setting == "on"
-    chosen = training_sequences >= XLA_AUTO_MIN_SEQUENCES
-    logging.info("jit_compile=auto: XLA %s for %d training sequences (on from %d)",
-                 "on" if chosen else "off", training_sequences, XLA_AUTO_MIN_SEQUENCES)
+    chosen = training_tokens >= XLA_AUTO_MIN_TOKENS
+    logging.info("jit_compile=auto: XLA %s for about %d training tokens (on from %d)",
+                 "on" if chosen else "off", training_tokens, XLA_AUTO_MIN_TOKENS)
     return chosen
 
 
@@ -199,7 +205,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
         model, optimizer, mc.resolved_head, strategy=strategy, iterators=iterators, rng=rng, step=step,
         clip_norm=tc.clip_norm, label_smoothing=mc.label_smoothing, class_weights=class_weights,
         element_spec=train_datasets[0].element_spec, grad_accum_steps=tc.grad_accum_steps,
-        jit_compile=use_xla(tc.jit_compile, total_steps * global_batch))
+        jit_compile=use_xla(tc.jit_compile, total_steps * global_batch * median_length(spec)))
     eval_step = make_eval_step(model, mc.resolved_head, element_spec=train_datasets[0].element_spec)
     writers = summaries.Writers(model_dir, enabled=worker.is_chief)
     writers.skipped_records(prepared, step=int(step))

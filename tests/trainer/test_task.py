@@ -93,8 +93,8 @@ def test_underscore_spellings_as_vertex_tuning_passes_them():
     assert config.train.learning_rate == 0.02
 
 
-def test_jit_compile_auto_turns_xla_on_only_for_long_runs():
-    from trainer.config import XLA_AUTO_MIN_SEQUENCES
+def test_jit_compile_auto_turns_xla_on_only_for_runs_long_enough_to_repay_compiling():
+    from trainer.config import XLA_AUTO_MIN_TOKENS
     from trainer.train import use_xla
 
     assert parse_config([]).train.jit_compile == "auto"
@@ -102,8 +102,8 @@ def test_jit_compile_auto_turns_xla_on_only_for_long_runs():
     assert config_lib.TrainConfig(jit_compile=True).jit_compile == "on"
     with pytest.raises(ValueError, match="jit_compile"):
         parse_config(["--jit-compile", "yes"])
-    assert use_xla("auto", XLA_AUTO_MIN_SEQUENCES) is True
-    assert use_xla("auto", XLA_AUTO_MIN_SEQUENCES - 1) is False
+    assert use_xla("auto", XLA_AUTO_MIN_TOKENS) is True
+    assert use_xla("auto", XLA_AUTO_MIN_TOKENS - 1) is False
     assert use_xla("on", 1) is True and use_xla("off", 10**9) is False
 
 
