@@ -158,6 +158,17 @@ class Config:
             return from_dict(json.load(f))
 
 
+def read_mapping_file(path: str):
+    """The value a YAML (.yaml/.yml, safe-loaded) or JSON file holds, read through tf.io.gfile."""
+    with tf.io.gfile.GFile(path) as f:
+        text = f.read()
+    if path.endswith((".yaml", ".yml")):
+        import yaml  # imported here: only config and search-space files need it
+
+        return yaml.safe_load(text)
+    return json.loads(text)
+
+
 def section_classes():
     return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 

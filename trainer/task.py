@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -51,14 +50,7 @@ def _field_type(field):
 
 
 def _read_config_file(path: str) -> dict:
-    with tf.io.gfile.GFile(path) as f:
-        text = f.read()
-    if path.endswith((".yaml", ".yml")):
-        import yaml  # imported here: only config files need it
-
-        values = yaml.safe_load(text)
-    else:
-        values = json.loads(text)
+    values = config_lib.read_mapping_file(path)
     if not isinstance(values, dict):
         raise ValueError(f"{path}: a config file must hold a mapping of field names to values")
     return values

@@ -17,11 +17,9 @@ whole space before their first trial.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Dict, Iterable, Mapping
 
 import keras_tuner
-import tensorflow as tf
 
 from trainer import config as config_lib
 
@@ -57,14 +55,7 @@ def _kind(field) -> str:
 
 def read_space(path: str) -> Dict[str, Any]:
     """Reads a YAML (.yaml/.yml) or JSON space file; raises ValueError unless it holds a mapping."""
-    with tf.io.gfile.GFile(path) as f:
-        text = f.read()
-    if path.endswith((".yaml", ".yml")):
-        import yaml  # only space files need it
-
-        space = yaml.safe_load(text)
-    else:
-        space = json.loads(text)
+    space = config_lib.read_mapping_file(path)
     if not isinstance(space, dict) or not space:
         raise ValueError(f"{path}: expected a mapping of config field names to choices or ranges, "
                          f"got {type(space).__name__}")
