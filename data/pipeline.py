@@ -44,7 +44,9 @@ def make_dataset(files: Sequence[str], spec: DataSpec, config: DataConfig, *, tr
       config: batch size, bucketing, shuffle buffer, cache, determinism.
       training: shuffle (seeded), repeat forever and bucket by length; otherwise one pass in
         file order, plain padded batches, the last partial batch kept.
-      seed: the shuffle seed.
+      seed: the shuffle seed. The reshuffle of each later epoch also follows TensorFlow's
+        global seed (`tf.random.set_seed`): a process that restores an iterator checkpoint must
+        set the same global seed first, as `trainer.train_and_evaluate` does from `--seed`.
       num_shards, shard_index: record-level sharding for multi-worker training, applied
         before the shuffle; worker `shard_index` sees every `num_shards`-th record.
       with_targets: read targets (False for prediction files without them).

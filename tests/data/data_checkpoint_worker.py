@@ -25,6 +25,7 @@ def summarize(batch):
 
 def main(model_dir, config_json, seed, num_batches, prefix):
     config = DataConfig(**json.loads(config_json))
+    tf.random.set_seed(int(seed))  # as the test process did before saving
     prepared = prepare_data(config, model_dir, int(seed))  # a resume: reuses the shards
     ds = make_dataset(prepared.splits["train"].files, prepared.spec, config, training=True,
                       seed=int(seed))
