@@ -232,11 +232,15 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
         if "tflite" in options.formats:
             cases_path = str(pathlib.Path(scratch) / "tflite_cases.npz")
             _write_npz(cases_path, _tflite_cases(cases, list(accuracy_batches), module.model.input_key))
+            # The checker has no TensorFlow, so no gs://: it reads local copies of the files.
             folder = tf.io.gfile.join(temp_dir, tflite_lib.TFLITE_DIR)
+            local = {}
+            for name in [tflite_lib.MODEL_FILE] + ([tflite_lib.QUANTIZED_FILE] if options.quantize else []):
+                local[name] = str(pathlib.Path(scratch) / name)
+                tf.io.gfile.copy(tf.io.gfile.join(folder, name), local[name], overwrite=True)
             lite = tflite_lib.verify_tflite(
-                cases_path, outputs_path, tf.io.gfile.join(folder, tflite_lib.MODEL_FILE),
-                tf.io.gfile.join(folder, tflite_lib.QUANTIZED_FILE) if options.quantize else "",
-                options.tflite_tolerance)
+                cases_path, outputs_path, local[tflite_lib.MODEL_FILE],
+                local.get(tflite_lib.QUANTIZED_FILE, ""), options.tflite_tolerance)
             result["tflite_max_diff"] = max(
                 (d[k] for d in lite["max_diff"].values() for k in ("logits", "probabilities")), default=0.0)
             result["tflite_verified"] = lite["ok"]
