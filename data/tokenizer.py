@@ -12,7 +12,7 @@ are hash buckets for tokens outside the vocabulary.
 from __future__ import annotations
 
 import collections
-from typing import Iterable, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -99,10 +99,3 @@ def build_vocab(counts: collections.Counter, min_count: int = 1,
     if max_size:
         kept = kept[:max_size]
     return tuple(t for _, t in kept)
-
-
-def count_tokens(token_lists: Iterable[Sequence[str]]) -> collections.Counter:
-    counts = collections.Counter()
-    for tokens in token_lists:
-        counts.update(tokens)
-    return counts
