@@ -62,11 +62,15 @@ class SequenceClassifier(keras.Model):
             variational_recurrent=config.variational_recurrent,
             mask_per_example=config.mask_per_example, update_keep_prob=config.update_keep_prob,
             forget_bias=config.forget_bias, name="encoder")
-        self.pooling = make_pooling(config.pooling, name="pooling")
+        # Pooling and head compute in float32 whatever the global dtype policy: under mixed
+        # precision only the embedding and the encoder (nearly all the work) run in float16 /
+        # bfloat16, and logits, attention softmax and means keep float32's range and precision.
+        self.pooling = make_pooling(config.pooling, name="pooling", dtype="float32")
         bias = None
         if config.prior_bias_init and config.class_counts:
             bias = prior_bias(self.head_name, config.class_counts, config.num_train_examples)
-        self.head = make_head(self.head_name, config.num_classes, bias_init=bias, name="head")
+        self.head = make_head(self.head_name, config.num_classes, bias_init=bias, name="head",
+                              dtype="float32")
         if not config.uses_tokens and config.feature_mean:
             self._mean = np.asarray(config.feature_mean, np.float32)
             self._std = np.asarray(config.feature_std or [1.0] * config.feature_dim, np.float32)
@@ -159,9 +163,21 @@ def dummy_batch(config: ModelConfig, batch_size: int = 1, max_time: int = 2):
             "lengths": lengths}
 
 
-def build_model(config: ModelConfig) -> SequenceClassifier:
+def build_model(config: ModelConfig, dtype_policy: Optional[str] = None) -> SequenceClassifier:
     """A `SequenceClassifier` with every variable created (so a checkpoint can be restored
-    before the first training step)."""
-    model = SequenceClassifier(config)
-    model(dummy_batch(config), training=False)
+    before the first training step).
+
+    dtype_policy: a Keras dtype policy name for the model's layers ("float32",
+      "mixed_float16", "mixed_bfloat16"); None takes the global policy
+      (`keras.config.dtype_policy()`). Variables are float32 under every policy, so weights
+      move freely between a mixed-precision model and its float32 twin.
+    """
+    previous = keras.config.dtype_policy()
+    if dtype_policy is not None:
+        keras.config.set_dtype_policy(dtype_policy)
+    try:
+        model = SequenceClassifier(config)
+        model(dummy_batch(config), training=False)
+    finally:
+        keras.config.set_dtype_policy(previous)
     return model

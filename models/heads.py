@@ -53,7 +53,8 @@ class _DenseHead(keras.layers.Layer):
         kernel_initializer = keras.initializers.VarianceScaling(
             KERNEL_INIT_SCALE, mode="fan_avg", distribution="uniform")
         self.dense = keras.layers.Dense(self.logit_count, kernel_initializer=kernel_initializer,
-                                        bias_initializer=initializer, name="logits")
+                                        bias_initializer=initializer, name="logits",
+                                        dtype=self.dtype_policy)
 
     # True when the head reads per-step `outputs` rather than `pooled`.
     reads_steps = False

@@ -76,9 +76,10 @@ class AttentionPooling(_Pooling):
     def build(self, outputs_shape, final_shape=None, lengths_shape=None):
         width = int(outputs_shape[-1])
         units = self.attention_units or width
-        self.projection = keras.layers.Dense(units, activation="tanh", name="projection")
+        self.projection = keras.layers.Dense(units, activation="tanh", name="projection",
+                                             dtype=self.dtype_policy)
         self.projection.build((None, None, width))
-        self.score = keras.layers.Dense(1, use_bias=False, name="score")
+        self.score = keras.layers.Dense(1, use_bias=False, name="score", dtype=self.dtype_policy)
         self.score.build((None, None, units))
         self.built = True
 

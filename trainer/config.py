@@ -51,8 +51,10 @@ class TrainConfig:
       clip_norm: global-norm gradient clipping (0 = off).
       grad_accum_steps: micro-batches whose gradients make one optimizer step (the effective
         batch is batch_size x replicas x grad_accum_steps).
-      mixed_precision: "" (float32), "mixed_float16" (with dynamic loss scaling) or
-        "mixed_bfloat16"; logits and losses stay float32.
+      mixed_precision: "" (float32), "mixed_float16" (GPUs; dynamic loss scaling, overflowing
+        steps skipped) or "mixed_bfloat16" (TPUs, recent GPUs and CPUs): the embedding and the
+        recurrent encoder compute in 16 bits; variables, pooling, logits and losses stay
+        float32, and the export is float32.
       eval_every_steps: evaluate every N steps (0 = once per epoch).
       save_checkpoints_steps: checkpoint every N steps (0 = at every evaluation).
       save_checkpoints_secs: also checkpoint when this many seconds passed since the last save

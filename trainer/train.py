@@ -127,13 +127,7 @@ def train_and_evaluate(config: Config) -> Dict[str, object]:
     if tc.op_determinism:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(tc.seed)
-    previous_policy = keras.config.dtype_policy()
-    if tc.mixed_precision:
-        keras.config.set_dtype_policy(tc.mixed_precision)
-    try:
-        return _train_and_evaluate(config, strategy, worker, model_dir, work_dir)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    return _train_and_evaluate(config, strategy, worker, model_dir, work_dir)
 
 
 def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_dir: str):
@@ -154,13 +148,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     save_every = tc.save_checkpoints_steps or eval_every
 
     with strategy.scope():
-        try:
-            model = build_model(mc)
-        except (ValueError, TypeError) as error:
-            if not tc.mixed_precision:
-                raise
-            raise ValueError(f"mixed_precision={tc.mixed_precision!r}: the model cannot be built under "
-                             f"this dtype policy ({str(error).splitlines()[0]})") from error
+        model = build_model(mc, tc.mixed_precision or "float32")
         optimizer = make_optimizer(tc, total_steps)
         if tc.mixed_precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -317,4 +305,9 @@ def _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_chec
 def _export(model, spec, config: Config, sample_ds) -> Dict[str, object]:
     from export import export_model  # export/ sits downstream of the trainer
 
+    if config.train.mixed_precision:
+        # Serving and TFLite get float32 graphs: a float32 twin with the trained (float32) weights.
+        twin = build_model(config.model, "float32")
+        twin.set_weights(model.get_weights())
+        model = twin
     return export_model(model, spec, config, sample_ds)

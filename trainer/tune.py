@@ -2,8 +2,8 @@
 (or `python -m trainer.task --tune ...`).
 
 A `keras_tuner.Tuner` whose `run_trial` runs our own trainer, not `model.fit`: each trial is
-`python -m trainer.task --config <trial>/trial_config.json` in a fresh subprocess, with its own
-model dir, our data pipeline, early stopping and best checkpoint; the objective is read back
+the trainer with `--config <trial>/trial_config.json` in a fresh subprocess (started through
+`trainer.trial_process`, which dies with the tuner), with its own model dir, our data pipeline, early stopping and best checkpoint; the objective is read back
 from the trial's `metrics.json` (the eval split, evaluated on the best checkpoint). A
 subprocess per trial keeps the tuner's memory flat (in-process trials leak ~9 MB each) and a
 crashed trial cannot take the search down.
@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import ctypes
 import dataclasses
 import io
 import json
 import logging
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import tempfile
@@ -129,15 +127,6 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _die_with_parent():
-    """In the child before exec: receive SIGKILL when the tuner dies, so a killed search leaves
-    no orphan trainer behind (Linux; elsewhere a no-op)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _read_json(path: str) -> Optional[Dict[str, Any]]:
     if not tf.io.gfile.exists(path):
         return None
@@ -151,7 +140,7 @@ def _write_json(path: str, value) -> None:
 
 
 def run_trainer(config: config_lib.Config, run_dir: str, timeout_secs: int = 0) -> Dict[str, Any]:
-    """Trains `config` in a fresh `python -m trainer.task` process; returns its metrics.json.
+    """Trains `config` in a fresh trainer process (`trainer.trial_process`); returns its metrics.json.
 
     The config goes to `<run_dir>/trial_config.json`, the output to `<run_dir>/train.log`.
     Raises keras_tuner.errors.FailedTrialError (with the log's tail) when the run fails or
@@ -163,13 +152,13 @@ def run_trainer(config: config_lib.Config, run_dir: str, timeout_secs: int = 0) 
     env = {k: v for k, v in os.environ.items() if k not in _TRIAL_ENV_DROP and not k.startswith("KERASTUNER_")}
     package_root = str(pathlib.Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "-m", "trainer.task", "--config", config_path]
+    command = [sys.executable, "-m", "trainer.trial_process", str(os.getpid()), "--config", config_path]
     # The child's output needs a local file descriptor; it is copied next to the trial's
     # config afterwards, so a gs:// tuning dir keeps the log too.
     with tempfile.NamedTemporaryFile(prefix="seqtrain-trial-", suffix=".log", delete=False) as log:
         local_log = log.name
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        # No preexec_fn (see trainer/trial_process.py): the child sets its own parent-death signal.
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             code = process.wait(timeout=timeout_secs or None)
         except subprocess.TimeoutExpired:

@@ -60,7 +60,7 @@ class RecurrentCell(keras.layers.Layer):
         return tuple(self.units for _ in self.state_names)
 
     def zero_state(self, batch_size, dtype=tf.float32):
-        """Returns a tuple of float32 zeros [batch_size, H], one per state component."""
+        """Returns a tuple of zeros [batch_size, H] of `dtype`, one per state component."""
         return tuple(tf.zeros([batch_size, self.units], dtype) for _ in self.state_names)
 
     def project_inputs(self, inputs):
@@ -119,7 +119,8 @@ class LSTMCell(RecurrentCell):
         h = self.units
         # forget_bias folded into the bias once instead of added at every step.
         shift = tf.concat([tf.zeros([2 * h]), tf.fill([h], self.forget_bias), tf.zeros([h])], 0)
-        return tf.tensordot(inputs, self.kernel, 1) + (self.bias + shift)
+        bias = tf.convert_to_tensor(self.bias)
+        return tf.tensordot(inputs, self.kernel, 1) + (bias + tf.cast(shift, bias.dtype))
 
     def step(self, projected, states, weights, update_mask=None):
         c, h = states
@@ -202,9 +203,16 @@ class SimpleRNNCell(RecurrentCell):
 
 
 def _layer_norm(x, gamma, beta, epsilon):
-    """Layer norm over the last axis of x [B, H], as tf.contrib.layers.layer_norm."""
+    """Layer norm over the last axis of x [B, H], as tf.contrib.layers.layer_norm.
+
+    Computed in float32 whatever x's dtype (epsilon 1e-12 underflows to 0 in float16) and
+    returned in x's dtype.
+    """
+    dtype = x.dtype
+    x = tf.cast(x, tf.float32)
     mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-    return (x - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
+    normed = (x - mean) * tf.math.rsqrt(variance + epsilon)
+    return tf.cast(normed * tf.cast(gamma, tf.float32) + tf.cast(beta, tf.float32), dtype)
 
 
 @register_cell("layer_norm_lstm")

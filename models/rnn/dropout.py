@@ -69,6 +69,11 @@ def _mask_at(mask, t):
     return tf.gather(mask, t)
 
 
+def _apply(values, mask):
+    """values * mask, the (float32) mask cast to the values' dtype (mixed precision)."""
+    return values * tf.cast(mask, values.dtype)
+
+
 class DropoutWrapper(keras.layers.Layer):
     """Wraps a `RecurrentCell` with input, state, output (and update) dropout.
 
@@ -160,7 +165,7 @@ class DropoutWrapper(keras.layers.Layer):
     def project_inputs(self, inputs, masks=None):
         """inputs float32 [T, B, D] -> input-dropped cell projection float32 [T, B, G]."""
         if masks is not None and masks.input is not None:
-            inputs = inputs * masks.input  # [1|B, D] broadcasts over T; [T, B, D] matches.
+            inputs = _apply(inputs, masks.input)  # [1|B, D] broadcasts over T; [T, B, D] matches.
         return self.cell.project_inputs(inputs)
 
     def step(self, t, projected, states, weights, masks=None):
@@ -171,16 +176,18 @@ class DropoutWrapper(keras.layers.Layer):
         Returns (output float32 [B, H] before output dropout, new_states tuple).
         """
         update_mask = None if masks is None else _mask_at(masks.update, t)
+        if update_mask is not None:
+            update_mask = tf.cast(update_mask, projected.dtype)
         output, new_states = self.cell.step(projected, states, weights, update_mask=update_mask)
         if masks is not None and masks.state:
             new_states = tuple(
-                s if m is None else s * _mask_at(m, t) for s, m in zip(new_states, masks.state))
+                s if m is None else _apply(s, _mask_at(m, t)) for s, m in zip(new_states, masks.state))
         return output, new_states
 
     def drop_outputs(self, outputs, masks=None):
         """outputs float32 [T, B, H] -> output-dropped outputs (padding stays zero)."""
         if masks is not None and masks.output is not None:
-            outputs = outputs * masks.output
+            outputs = _apply(outputs, masks.output)
         return outputs
 
     def get_config(self):

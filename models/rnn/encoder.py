@@ -37,7 +37,8 @@ class SequenceEncoder(keras.layers.Layer):
       parallel_iterations: int, for the time loop.
 
     Call arguments:
-      inputs: float32 [B, T, D].
+      inputs: float [B, T, D] (cast to the layer's compute dtype: float32, or float16 /
+        bfloat16 under a mixed-precision dtype policy; outputs come in that dtype).
       lengths: int32 [B], real lengths (clipped to [0, T]).
       training: Python bool; dropout only when True.
       seed: optional int32/int64 [2], stateless seed for this call's masks (the trainer's
@@ -129,7 +130,9 @@ class SequenceEncoder(keras.layers.Layer):
 
     def call(self, inputs, lengths, training=False, seed=None, masks=None, return_state=False,
              return_sequences=True):
-        inputs = tf.convert_to_tensor(inputs, tf.float32)
+        # The layer's compute dtype: float32, or float16/bfloat16 under a mixed-precision
+        # policy (variables stay float32 and are read cast, by Keras' autocast scope).
+        inputs = tf.cast(inputs, self.compute_dtype)
         time_steps, batch_size = tf.shape(inputs)[1], tf.shape(inputs)[0]
         lengths = tf.clip_by_value(tf.cast(lengths, tf.int32), 0, time_steps)
         x = tf.transpose(inputs, [1, 0, 2])  # [T, B, D]

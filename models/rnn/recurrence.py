@@ -55,7 +55,7 @@ def recur(wrapper, inputs, lengths, masks=None, initial_states=None, parallel_it
     projected = wrapper.project_inputs(inputs, masks)  # [T, B, G], one matmul.
     time_steps, batch_size = tf.shape(inputs)[0], tf.shape(inputs)[1]
     if initial_states is None:
-        initial_states = cell.zero_state(batch_size)
+        initial_states = cell.zero_state(batch_size, projected.dtype)
     num_steps = tf.minimum(tf.reduce_max(lengths), time_steps)
     weights = cell.recurrent_weights()
 
@@ -70,7 +70,7 @@ def recur(wrapper, inputs, lengths, masks=None, initial_states=None, parallel_it
 
     loop_vars = (tf.constant(0), tuple(initial_states))
     if return_sequences:
-        loop_vars += (tf.zeros(tf.stack([time_steps, batch_size, cell.output_size])),)
+        loop_vars += (tf.zeros(tf.stack([time_steps, batch_size, cell.output_size]), projected.dtype),)
     result = tf.while_loop(
         lambda t, *_: t < num_steps, body, loop_vars,
         parallel_iterations=parallel_iterations, maximum_iterations=time_steps)
