@@ -4,27 +4,71 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import tensorflow as tf
 
 from models import build_model
 
 
-def restore_newest_readable(checkpoint: tf.train.Checkpoint, manager) -> Optional[str]:
-    """Restores the newest checkpoint of `manager` that can be read; returns its path or None.
+def checkpoint_step(path: str) -> int:
+    """The step in a checkpoint prefix the trainer wrote (`.../ckpt-<step>`)."""
+    return int(path.rsplit("-", 1)[1])
+
+
+def _try_restore(checkpoint: tf.train.Checkpoint, path: str) -> bool:
+    try:
+        checkpoint.restore(path).assert_existing_objects_matched()
+        return True
+    except (tf.errors.OpError, AssertionError, ValueError) as error:
+        logging.warning("checkpoint %s cannot be read (%s); trying the one before", path,
+                        str(error).splitlines()[0][:300])
+        return False
+
+
+def restore_newest_readable(checkpoint: tf.train.Checkpoint, manager, at_most: float = float("inf"),
+                            ) -> Optional[str]:
+    """Restores the newest checkpoint of `manager` (at step <= `at_most`) that can be read;
+    returns its path or None.
 
     A checkpoint that cannot be read (a truncated or corrupted data file, a missing index) is
     skipped with a warning and the one before it is tried.
     """
     for path in reversed(manager.checkpoints):
-        try:
-            checkpoint.restore(path).assert_existing_objects_matched()
+        if checkpoint_step(path) <= at_most and _try_restore(checkpoint, path):
             return path
-        except (tf.errors.OpError, AssertionError, ValueError) as error:
-            logging.warning("checkpoint %s cannot be read (%s); trying the one before", path,
-                            str(error).splitlines()[0][:300])
     return None
+
+
+def restore_agreed(checkpoint: tf.train.Checkpoint, manager, min_over_workers: Callable[[int], int],
+                   ) -> Optional[str]:
+    """Multi-worker resume: every worker restores its own checkpoint of one common step.
+
+    Each worker keeps its own checkpoints (its own data iterator). If one worker's newest cannot
+    be read, the others must step back with it, or they would resume at different steps and
+    train out of step. So each restores its newest readable checkpoint, the workers agree on the
+    smallest of those steps, and whoever is ahead restores that step instead; if a worker cannot
+    read it either, all try the next older step. Returns this worker's path, or None when the
+    workers share no readable step (all start afresh).
+
+    min_over_workers: int -> the minimum of that int over all workers (a collective: every
+      worker must call it the same number of times).
+    """
+    bound = float("inf")
+    while True:
+        path = restore_newest_readable(checkpoint, manager, at_most=bound)
+        agreed = min_over_workers(checkpoint_step(path) if path else -1)
+        if agreed < 0:
+            if path:
+                logging.warning("the workers share no readable checkpoint; all start from step 0")
+            return None
+        if checkpoint_step(path) != agreed:
+            logging.warning("another worker cannot resume past step %d: resuming there too", agreed)
+            exact = [p for p in manager.checkpoints if checkpoint_step(p) == agreed]
+            path = exact[0] if exact and _try_restore(checkpoint, exact[0]) else None
+        if min_over_workers(1 if path else 0) == 1:
+            return path
+        bound = agreed - 1
 
 
 def _variable_name(variable) -> str:

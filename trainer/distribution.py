@@ -106,9 +106,21 @@ def make_strategy(timeout_seconds: int = 300):
     return tf.distribute.get_strategy(), info
 
 
+def _gather_over_workers(strategy, value: int):
+    """int64 [replicas]: `value` from every replica of every worker (ReduceOp has no MIN/MAX)."""
+    local = strategy.run(lambda: tf.constant([value], tf.int64))
+    return strategy.gather(local, axis=0)
+
+
 def agree(strategy, flag: bool) -> bool:
     """True on every worker when `flag` is True on any (a local clock must not split decisions)."""
     if strategy.extended._in_multi_worker_mode():  # noqa: SLF001 - the public API has no such query
-        value = strategy.run(lambda: tf.constant(1 if flag else 0, tf.int32))
-        return bool(strategy.reduce(tf.distribute.ReduceOp.MAX, value, axis=None))
+        return bool(tf.reduce_max(_gather_over_workers(strategy, 1 if flag else 0)))
     return flag
+
+
+def min_over_workers(strategy, value: int) -> int:
+    """The minimum of `value` over all workers (the value itself outside multi-worker mode)."""
+    if strategy.extended._in_multi_worker_mode():  # noqa: SLF001
+        return int(tf.reduce_min(_gather_over_workers(strategy, value)))
+    return value

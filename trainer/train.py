@@ -180,7 +180,11 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     best_checkpoint = tf.train.Checkpoint(model=model)  # its file name carries the step
     best_manager = tf.train.CheckpointManager(
         best_checkpoint, tf.io.gfile.join(work_dir, "best"), max_to_keep=1, step_counter=step)
-    restored = checkpoints.restore_newest_readable(checkpoint, manager)
+    if worker.num_workers > 1:
+        restored = checkpoints.restore_agreed(
+            checkpoint, manager, lambda value: distribution.min_over_workers(strategy, value))
+    else:
+        restored = checkpoints.restore_newest_readable(checkpoint, manager)
     if restored:
         logging.info("resumed from %s at step %d", restored, int(step))
     elif tc.warm_start_from:

@@ -54,9 +54,8 @@ def _flags(data, model_dir, batch_size):
                       bucketing=False, collective_timeout_secs=120, op_determinism=True)
 
 
-def test_two_workers_train_in_step_and_match_one_process(tmp_path):
-    data = tiny_data(tmp_path, train_every=5)
-    model_dir = tmp_path / "multi"
+def _run_two_workers(flags) -> list:
+    """Runs the trainer as two MultiWorkerMirroredStrategy workers; returns their outputs."""
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
@@ -64,7 +63,7 @@ def test_two_workers_train_in_step_and_match_one_process(tmp_path):
         for index in range(2):
             env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
             env.pop("CLUSTER_SPEC", None)
-            processes.append(subprocess.Popen(command(_flags(data, model_dir, 4)), env=env, text=True,
+            processes.append(subprocess.Popen(command(flags), env=env, text=True,
                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
         outputs = [p.communicate(timeout=300)[0] for p in processes]
     finally:
@@ -74,6 +73,14 @@ def test_two_workers_train_in_step_and_match_one_process(tmp_path):
                 p.wait()
     for p, output in zip(processes, outputs):
         assert p.returncode == 0, output[-5000:]
+    return outputs
+
+
+def test_two_workers_train_in_step_and_match_one_process(tmp_path):
+    data = tiny_data(tmp_path, train_every=5)
+    model_dir = tmp_path / "multi"
+    # A time-based save is one decision both workers must share (distribution.agree).
+    _run_two_workers(_flags(data, model_dir, 4) + ["--save-checkpoints-secs", "1"])
     assert (model_dir / "metrics.json").exists()  # the chief's
     assert not (model_dir / "workers" / "worker-1" / "metrics.json").exists()
     chief = model_weights(str(model_dir / "checkpoints" / f"ckpt-{STEPS}"))
@@ -90,3 +97,23 @@ def test_two_workers_train_in_step_and_match_one_process(tmp_path):
     metrics = json.loads((model_dir / "metrics.json").read_text())
     single_metrics = json.loads((single_dir / "metrics.json").read_text())
     assert metrics["eval"]["loss"] == pytest.approx(single_metrics["eval"]["loss"], abs=1e-5)
+
+
+def test_workers_resume_together_when_the_chiefs_newest_checkpoint_is_unreadable(tmp_path):
+    """Each worker keeps its own checkpoints. The chief's ckpt-4 is corrupted: it falls back to
+    ckpt-2, and worker 1, whose ckpt-4 is fine, must step back to 2 with it, or the two would
+    train out of step."""
+    data = tiny_data(tmp_path, train_every=5)
+    model_dir = tmp_path / "multi"
+    _run_two_workers(_flags(data, model_dir, 4) + ["--save-checkpoints-steps", "2"])
+    chief_ckpt = model_dir / "checkpoints" / "ckpt-4.data-00000-of-00001"
+    chief_ckpt.write_bytes(b"\x5a" * chief_ckpt.stat().st_size)
+
+    flags = _flags(data, model_dir, 4) + ["--save-checkpoints-steps", "2"]
+    flags[flags.index("--max-steps") + 1] = "6"
+    chief_log, worker_log = _run_two_workers(flags)
+    assert "ckpt-4 cannot be read" in chief_log and "ckpt-2 at step 2" in chief_log
+    assert "cannot resume past step 2" in worker_log and "ckpt-2 at step 2" in worker_log
+    chief = model_weights(str(model_dir / "checkpoints" / "ckpt-6"))
+    worker = model_weights(str(model_dir / "workers" / "worker-1" / "checkpoints" / "ckpt-6"))
+    assert max_difference(chief, worker) == 0.0
