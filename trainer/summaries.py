@@ -81,6 +81,9 @@ class Writers:
             tf.summary.scalar("sequences_per_second", throughput.sequences_per_second())
             tf.summary.scalar("tokens_per_second", throughput.tokens_per_second())
             tf.summary.scalar("padding_share", throughput.padding_share)
+            for key in ("loss_scale", "overflow_skipped_steps"):  # float16 mixed precision only
+                if key in stats:
+                    tf.summary.scalar(key, stats[key])
 
     def evaluation(self, result: Dict[str, float], confusion: np.ndarray, labels: Sequence[str],
                    step: int) -> None:

@@ -240,6 +240,10 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
             ("loss", stats["loss"]), ("seq/s", window.sequences_per_second()),
             ("tok/s", window.tokens_per_second())])
         if current % tc.log_step_count_steps == 0 or current == total_steps:
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                stats["loss_scale"] = float(optimizer.dynamic_scale)
+                # Steps whose scaled gradients overflowed were skipped: they never reached the inner optimizer.
+                stats["overflow_skipped_steps"] = current - int(optimizer.inner_optimizer.iterations)
             writers.train(stats, float(optimizer.learning_rate), window, step=current)
         if eval_ds is not None and (current % eval_every == 0 or current == total_steps):
             result, metrics = evaluate(eval_step, eval_ds, mc, spec.labels)

@@ -79,6 +79,12 @@ def test_float16_steps_whose_scaled_gradients_overflow_are_skipped_not_fatal(tmp
     assert first and all(np.array_equal(first[name], third[name]) for name in first)
     (scale,) = _checkpoint_values(str(checkpoints / "ckpt-3"), "scale").values()
     assert scale == 2.0 ** 37  # halved once per skipped step
+    logged = {}
+    for path in tf.io.gfile.glob(str(tmp_path / "model" / "train" / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                logged[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
+    assert logged[("overflow_skipped_steps", 3)] == 3 and logged[("loss_scale", 3)] == 2.0 ** 37
 
     # From Keras' default scale (2^15) the same run soon finds a scale that fits, and learns.
     monkeypatch.setattr(trainer.train.keras.optimizers, "LossScaleOptimizer", real)
