@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 
 import pytest
 
@@ -117,3 +118,35 @@ def test_workers_resume_together_when_the_chiefs_newest_checkpoint_is_unreadable
     chief = model_weights(str(model_dir / "checkpoints" / "ckpt-6"))
     worker = model_weights(str(model_dir / "workers" / "worker-1" / "checkpoints" / "ckpt-6"))
     assert max_difference(chief, worker) == 0.0
+
+
+# Two logical CPU devices stand in for two local GPUs: the strategy make_strategy would pick
+# for them (MirroredStrategy over the local devices), with one data shard and iterator each.
+_TWO_LOCAL_REPLICAS = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import trainer.train as t
+from trainer import distribution
+t._export = lambda *a: {}
+t.distribution.make_strategy = lambda *a: (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+                                           distribution.WorkerInfo())
+from trainer.task import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_two_local_replicas_match_one_device_with_the_same_global_batch(tmp_path):
+    data = tiny_data(tmp_path, train_every=5)
+    mirrored = subprocess.run([sys.executable, "-c", _TWO_LOCAL_REPLICAS, *_flags(data, tmp_path / "mirrored", 4)],
+                              capture_output=True, text=True, timeout=240)
+    assert mirrored.returncode == 0, mirrored.stdout[-3000:] + mirrored.stderr[-3000:]
+    assert "(2 replicas x 1 micro-batches)" in mirrored.stdout
+    single = subprocess.run(command(_flags(data, tmp_path / "single", 8)), capture_output=True, text=True,
+                            timeout=240)
+    assert single.returncode == 0, single.stderr[-5000:]
+    difference = max_difference(model_weights(str(tmp_path / "mirrored" / "checkpoints" / f"ckpt-{STEPS}")),
+                                model_weights(str(tmp_path / "single" / "checkpoints" / f"ckpt-{STEPS}")))
+    print(f"max |2 local replicas - 1 device| = {difference:.3g}")
+    assert difference < 1e-5
