@@ -45,8 +45,11 @@ class DataConfig:
       skip_bad_records: skip bad records (counted per reason) instead of stopping.
       max_skipped_fraction: the run stops anyway when a split skips a larger share than this.
       shuffle_buffer: records in the training shuffle buffer.
-      cache: keep parsed examples in memory after the first epoch. A training iterator
-        checkpoint then holds the cached examples too.
+      cache: keep parsed examples in memory after the first epoch, when the split's prepared
+        files make at most `cache_max_mb`. A training iterator checkpoint then holds the
+        cached examples too, so every checkpoint grows by the (parsed) training split.
+      cache_max_mb: the largest split (prepared gzip files, MB) that `cache` keeps in memory;
+        larger splits are read from disk every epoch (logged). 0: no limit.
       deterministic: keep the tf.data order fixed; needed for exact iterator checkpoints.
       num_oov_buckets: hash buckets for out-of-vocabulary tokens (at least 1).
       min_token_count: tokens seen fewer times in the training split are out of vocabulary.
@@ -74,6 +77,7 @@ class DataConfig:
     max_skipped_fraction: float = 0.01
     shuffle_buffer: int = 10000
     cache: bool = True
+    cache_max_mb: float = 64.0
     deterministic: bool = True
     num_oov_buckets: int = 1
     min_token_count: int = 1
@@ -98,6 +102,8 @@ class DataConfig:
                 f"max_skipped_fraction must be in [0, 1], got {self.max_skipped_fraction}")
         if self.shuffle_buffer < 1:
             raise ValueError(f"shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
+        if self.cache_max_mb < 0:
+            raise ValueError(f"cache_max_mb must be >= 0 (0: no limit), got {self.cache_max_mb}")
         if self.num_oov_buckets < 1:
             raise ValueError(f"num_oov_buckets must be >= 1, got {self.num_oov_buckets}")
         if self.min_token_count < 1:

@@ -18,11 +18,13 @@ Padding positions are exactly 0. Iterator checkpoints (`tf.train.Checkpoint(iter
 restore exactly, in a new process too, because nothing here is random except seeded shuffles and
 the order is deterministic when `config.deterministic` (see tests/data/test_checkpoint.py;
 `bucket_by_sequence_length` checkpoints fine with the default, non-symbolic checkpointing).
-With `config.cache`, the checkpoint of a training iterator also holds the cached examples.
+With `config.cache` (and a split no larger than `config.cache_max_mb`), the checkpoint of a
+training iterator also holds the cached examples.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Dict, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -74,7 +76,7 @@ def make_dataset(files: Sequence[str], spec: DataSpec, config: DataConfig, *, tr
         ds = ds.shard(num_shards, shard_index)
     ds = ds.map(_convert_fn(spec, with_targets), num_parallel_calls=parallel,
                 deterministic=config.deterministic)
-    if config.cache:
+    if config.cache and _fits_cache(files, config.cache_max_mb):
         ds = ds.cache()
     if training:
         ds = ds.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -91,6 +93,18 @@ def make_dataset(files: Sequence[str], spec: DataSpec, config: DataConfig, *, tr
     options = tf.data.Options()
     options.deterministic = config.deterministic
     return ds.with_options(options)
+
+
+def _fits_cache(files: Sequence[str], cache_max_mb: float) -> bool:
+    """Whether `files` (MB as stored) are small enough to cache in memory; logs a refusal."""
+    if not cache_max_mb:
+        return True
+    size_mb = sum(tf.io.gfile.stat(f).length for f in files) / 2 ** 20
+    if size_mb <= cache_max_mb:
+        return True
+    logging.info("not caching %.1f MB of prepared data in memory (cache_max_mb=%g): every epoch "
+                 "reads it from disk, and iterator checkpoints stay small", size_mb, cache_max_mb)
+    return False
 
 
 def bucket_boundaries(spec: DataSpec, num_buckets: int) -> Tuple[int, ...]:

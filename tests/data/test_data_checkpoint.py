@@ -50,3 +50,22 @@ def test_iterator_checkpoint_restores_in_a_new_process(tmp_path):
         assert worker.returncode == 0, err[-3000:]
         restored = json.loads(out.strip().splitlines()[-1])
         assert restored == expected[bucketing], f"bucketing={bucketing}"
+
+
+def test_splits_over_cache_max_mb_stay_out_of_memory_and_out_of_checkpoints(tmp_path):
+    """A cached split rides along in every training-iterator checkpoint; one over the limit
+    is read from disk each epoch instead, and the checkpoint stays small."""
+    train = write_jsonl(tmp_path / "train.jsonl", dense_records(200))
+    sizes = {}
+    for limit in (0.0, 1e-4):  # no limit; 100 bytes
+        config = DataConfig(train_data=train, eval_fraction=0.0, batch_size=8, shuffle_buffer=4,
+                            cache_max_mb=limit)
+        prepared = prepare_data(config, str(tmp_path / f"model-{limit}"), SEED)
+        iterator = iter(make_dataset(prepared.splits["train"].files, prepared.spec, config,
+                                     training=True, seed=SEED))
+        for _ in range(30):  # past the first epoch (25 batches): the cache is full
+            next(iterator)
+        tf.train.Checkpoint(iterator=iterator).write(str(tmp_path / f"ckpt-{limit}"))
+        sizes[limit] = sum(p.stat().st_size for p in tmp_path.glob(f"ckpt-{limit}.*"))
+    raw_bytes = 200 * 3 * 2 * 4  # the features alone: 200 records x 3 steps (mean) x 2 float32
+    assert sizes[0.0] > sizes[1e-4] + raw_bytes, sizes
