@@ -114,5 +114,5 @@ def test_num_epochs_zero_adapts_to_the_number_of_training_sequences():
     assert parse_config([]).train.num_epochs == 0
     assert epochs_for(7, 100) == 7
     assert epochs_for(0, 243) == AUTO_MAX_EPOCHS       # tiny sets: many passes
-    assert epochs_for(0, 1000) == 15
+    assert epochs_for(0, 1000) == 38
     assert epochs_for(0, 10**6) == AUTO_MIN_EPOCHS     # large sets: few
