@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import time
 from typing import Dict, Sequence
 
 import numpy as np

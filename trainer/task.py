@@ -16,7 +16,6 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-import tensorflow as tf
 
 from trainer import config as config_lib
 
