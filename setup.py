@@ -31,5 +31,7 @@ setup(
         "test": ["pytest", "tf_keras", "ai-edge-litert", "cloudml-hypertune>=0.1.0.dev6"],
         # Vertex AI's own tuning service: trainer.train reports the objective with it.
         "hypertune": ["cloudml-hypertune>=0.1.0.dev6"],
+        # bench/real_data.py's baselines: MiniROCKET and 1-NN DTW (aeon), k-mer and TF-IDF models.
+        "bench": ["aeon>=1.0", "scikit-learn"],
     },
 )
