@@ -1,4 +1,5 @@
-"""`SequenceClassifier`: inputs -> (normalise | embed) -> recurrent encoder -> pooling -> head.
+"""`SequenceClassifier`: inputs -> (normalise | embed) -> [front end] -> recurrent encoder ->
+pooling -> head.
 
 Input is a batch dict (see `models/README.md`); only these keys are read:
   "features":  float32 [B, T, D] raw dense steps (normalised in-graph with the config's
@@ -21,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.config import ModelConfig
+from models.frontend import ConvFrontEnd, sequence_normalize
 from models.heads import make_head, prior_bias
 from models.pooling import make_pooling, step_mask
 from models.rnn.encoder import SequenceEncoder
@@ -55,6 +57,13 @@ class SequenceClassifier(keras.Model):
             self.embedding = None
             input_width = config.feature_dim
         self.input_width = input_width
+        strides = config.conv_strides
+        if strides:
+            self.frontend = ConvFrontEnd(config.conv_filters, config.conv_kernel_size, strides,
+                                         name="frontend")
+            input_width = config.conv_filters
+        else:
+            self.frontend = None
         self.encoder = SequenceEncoder(
             cell=config.cell, units=config.hidden_units, num_layers=config.num_layers,
             bidirectional=config.bidirectional, input_keep_prob=config.input_keep_prob,
@@ -66,6 +75,8 @@ class SequenceClassifier(keras.Model):
         # precision only the embedding and the encoder (nearly all the work) run in float16 /
         # bfloat16, and logits, attention softmax and means keep float32's range and precision.
         self.pooling = make_pooling(config.pooling, name="pooling", dtype="float32")
+        self.branch_pooling = (make_pooling("mean", name="branch_pooling", dtype="float32")
+                               if self.frontend is not None and config.conv_branch else None)
         bias = None
         if config.prior_bias_init and config.class_counts:
             bias = prior_bias(self.head_name, config.class_counts, config.num_train_examples)
@@ -91,7 +102,9 @@ class SequenceClassifier(keras.Model):
         return "token_ids" if self.model_config.uses_tokens else "features"
 
     def _encoder_inputs(self, inputs: Mapping[str, tf.Tensor]):
-        """(steps float32 [B, T, D'] with exact zeros past each length, lengths int32 [B])."""
+        """(steps float32 [B, T', D'] with exact zeros past each length, lengths int32 [B]).
+
+        T' = T, or ceil(T / conv_stride) after a front end (lengths likewise)."""
         steps = inputs[self.input_key]
         # A length past T means "all of it"; pooling divides by the clipped length. (`minimum`,
         # not `clip_by_value`: the latter lowers to an int32 Relu6, which TFLite lacks.)
@@ -110,36 +123,55 @@ class SequenceClassifier(keras.Model):
         # `where`, not a multiply: garbage past a length (even NaN) must not reach the encoder,
         # and its gradient there is exactly zero.
         steps = tf.where(tf.expand_dims(mask, -1), steps, tf.zeros_like(steps))
+        if self.model_config.uses_sequence_norm:
+            steps = sequence_normalize(steps, lengths)
+        if self.frontend is not None:
+            steps, lengths = self.frontend(steps, lengths)
         return steps, lengths
 
     def encode(self, inputs, training=False, seed=None, return_sequences=True):
-        """(outputs float32 [B, T, H], final float32 [B, H], lengths int32 [B]).
+        """(outputs float32 [B, T', H], final float32 [B, H], lengths int32 [B]).
 
-        With return_sequences=False the encoder skips its top layer's output buffer and
-        outputs is None.
+        T' and lengths are after the front end (ceil(T / conv_stride)). With
+        return_sequences=False the encoder skips its top layer's output buffer and outputs is
+        None.
         """
+        outputs, final, lengths, _ = self._encode(inputs, training, seed, return_sequences)
+        return outputs, final, lengths
+
+    def _encode(self, inputs, training, seed, return_sequences):
+        """`encode`'s triple plus the encoder's inputs (the front end's outputs) [B, T', D']."""
         steps, lengths = self._encoder_inputs(inputs)
         outputs, final = self.encoder(steps, lengths, training=training, seed=seed,
                                       return_sequences=return_sequences)
-        return outputs, final, lengths
+        return outputs, final, lengths, steps
 
     @property
     def _needs_sequences(self) -> bool:
         """Whether anything downstream reads per-step outputs (only "last" pooling does not)."""
         return self.head_name == "tagging" or self.model_config.pooling != "last"
 
+    def _pool(self, outputs, final, lengths, steps):
+        """float32 [B, H']: the pooling of the encoder's outputs, and with `conv_branch` the
+        mean of the front end's outputs over real steps after it (LSTM-FCN's two branches)."""
+        pooled = self.pooling(outputs, final, lengths)
+        if self.branch_pooling is None:
+            return pooled
+        branch = self.branch_pooling(tf.cast(steps, tf.float32), None, lengths)
+        return tf.concat([pooled, branch], axis=-1)
+
     def embed(self, inputs, training=False, seed=None):
         """float32 [B, H']: the pooled representation the sequence-level heads read."""
-        outputs, final, lengths = self.encode(
-            inputs, training=training, seed=seed,
-            return_sequences=self.model_config.pooling != "last")
-        return self.pooling(outputs, final, lengths)
+        outputs, final, lengths, steps = self._encode(
+            inputs, training, seed, return_sequences=self.model_config.pooling != "last")
+        return self._pool(outputs, final, lengths, steps)
 
     def call(self, inputs, training=False, seed=None):
-        outputs, final, lengths = self.encode(inputs, training=training, seed=seed,
-                                              return_sequences=self._needs_sequences)
+        outputs, final, lengths, steps = self._encode(inputs, training, seed,
+                                                      return_sequences=self._needs_sequences)
         # The tagging head reads per-step outputs; its pooling is only for `embed`.
-        pooled = final if self.head_name == "tagging" else self.pooling(outputs, final, lengths)
+        pooled = (final if self.head_name == "tagging"
+                  else self._pool(outputs, final, lengths, steps))
         return self.head(pooled, outputs, lengths)
 
     def get_config(self):

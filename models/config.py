@@ -23,6 +23,9 @@ CELLS = ("lstm", "gru", "rnn", "layer_norm_lstm")
 POOLING_NAMES = ("last", "mean", "max", "attention")
 HEAD_NAMES = ("auto", "multiclass", "binary", "multilabel", "tagging")
 CLASS_WEIGHTINGS = ("none", "balanced")
+SEQUENCE_NORMS = ("auto", "on", "off")
+# Most stride one front-end convolution takes; a larger total stride needs more layers.
+MAX_STRIDE_PER_LAYER = 4
 # "text" is accepted because the data spec says so for raw strings: the model still sees token ids.
 INPUT_KINDS = ("features", "tokens", "text")
 TARGET_KINDS = ("label", "labels", "tags")
@@ -64,6 +67,18 @@ class ModelConfig:
       class_weighting: none | balanced (weights from `class_counts`).
       prior_bias_init: initialise the output bias from `class_counts` so step 0 predicts the
         training base rate.
+      sequence_norm: "on" z-normalises every dense sequence over its own real steps, per
+        feature, after the training-set normalisation (time-series shape, not level); "off";
+        "auto" is decided by the trainer from the data (`trainer/rules.py`) and built as "off".
+      conv_layers: strided 1-D convolutions before the recurrence (`models/frontend.py`); 0 =
+        none; -1 = "auto", decided by the trainer from the training lengths, built as 0.
+      conv_filters: channels of every front-end convolution.
+      conv_kernel_size: steps each front-end convolution reads.
+      conv_stride: total stride of the front end (a power of 2, spread over the layers, at
+        most 4 per layer): the recurrence reads ceil(length / conv_stride) steps; -1 = "auto".
+      conv_branch: with a front end, also average its outputs over real steps and concatenate
+        that with the recurrence's pooled vector (LSTM-FCN's two branches), so the head reads
+        the convolutional features directly as well.
 
     Attributes (derived from the data spec by the trainer, not flags):
       input_kind: features | tokens | text (text arrives as token ids, like tokens).
@@ -95,6 +110,12 @@ class ModelConfig:
     label_smoothing: float = 0.0
     class_weighting: str = "none"
     prior_bias_init: bool = True
+    sequence_norm: str = "auto"
+    conv_layers: int = -1
+    conv_filters: int = 64
+    conv_kernel_size: int = 7
+    conv_stride: int = -1
+    conv_branch: bool = True
 
     input_kind: str = _derived("features")
     target_kind: str = _derived("label")
@@ -116,6 +137,20 @@ class ModelConfig:
         self._check_choice("head", HEAD_NAMES)
         self._check_choice("class_weighting", CLASS_WEIGHTINGS)
         self._check_choice("input_kind", INPUT_KINDS)
+        self._check_choice("sequence_norm", SEQUENCE_NORMS)
+        if self.conv_layers < -1 or self.conv_stride < -1 or self.conv_stride == 0:
+            raise ValueError(f"conv_layers: expected >= 0 or -1 (auto), conv_stride: >= 1 or -1 "
+                             f"(auto); got {self.conv_layers}, {self.conv_stride}")
+        for name in ("conv_filters", "conv_kernel_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)!r}")
+        if self.conv_stride > 1:
+            if self.conv_stride & (self.conv_stride - 1):
+                raise ValueError(f"conv_stride: expected a power of 2, got {self.conv_stride}")
+            if self.conv_layers > 0 and self.conv_stride > MAX_STRIDE_PER_LAYER ** self.conv_layers:
+                raise ValueError(
+                    f"conv_stride={self.conv_stride} needs more than conv_layers={self.conv_layers} "
+                    f"layers (at most stride {MAX_STRIDE_PER_LAYER} each)")
         self._check_choice("target_kind", TARGET_KINDS)
         for name in ("hidden_units", "num_layers", "embedding_dim"):
             if int(getattr(self, name)) < 1:
@@ -137,6 +172,9 @@ class ModelConfig:
             raise ValueError("pooling='attention' with a tagging head: the head reads per-step "
                              "outputs, so attention weights would never train; expected "
                              "pooling in ('last', 'mean', 'max')")
+        if self.resolved_head == "tagging" and self.conv_layers > 0 and self.conv_stride > 1:
+            raise ValueError(f"conv_stride={self.conv_stride} with a tagging head: the head needs "
+                             f"one output per input step; expected conv_stride 1")
         if self.head == "binary" and self.num_classes not in (0, 2):
             raise ValueError(f"head='binary' needs exactly 2 classes, got num_classes={self.num_classes}")
         if self.feature_dim:
@@ -165,6 +203,23 @@ class ModelConfig:
         if self.target_kind == "label":
             return "binary" if self.num_classes == 2 else "multiclass"
         return {"labels": "multilabel", "tags": "tagging"}[self.target_kind]
+
+    @property
+    def conv_strides(self) -> Tuple[int, ...]:
+        """Per-layer strides of the front end, () when there is none (or it is unresolved)."""
+        if self.conv_layers <= 0:
+            return ()
+        total, strides = max(self.conv_stride, 1), []
+        for _ in range(self.conv_layers):
+            stride = min(total, MAX_STRIDE_PER_LAYER)
+            strides.append(stride)
+            total //= stride
+        return tuple(strides)
+
+    @property
+    def uses_sequence_norm(self) -> bool:
+        """Whether dense inputs are z-normalised per sequence ("auto" unresolved means no)."""
+        return self.sequence_norm == "on" and not self.uses_tokens
 
     @property
     def uses_tokens(self) -> bool:

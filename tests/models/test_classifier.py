@@ -201,6 +201,10 @@ def _run_tflite(flatbuffer, feeds):
     ("tagging", False, {"cell": "lstm", "pooling": "max", "num_layers": 2}),
     ("multilabel", False, {"cell": "layer_norm_lstm", "pooling": "max"}),
     ("binary", True, {"cell": "rnn", "pooling": "last"}),
+    ("multiclass", False, {"pooling": "mean", "bidirectional": True, "conv_layers": 2,
+                           "conv_stride": 8, "conv_filters": 4, "sequence_norm": "on"}),
+    ("multiclass", True, {"pooling": "max", "conv_layers": 1, "conv_stride": 2,
+                          "conv_kernel_size": 4, "conv_filters": 4}),
 ])
 def test_converts_to_tflite_with_builtins_only(head, tokens, extra):
     config = tiny_config(head, tokens=tokens, **extra)

@@ -20,6 +20,8 @@ CASES = [
     ("gru", "attention", True, {"num_layers": 2, **DROPOUT}),
     ("layer_norm_lstm", "max", False, {"update_keep_prob": 0.8, **DROPOUT}),
     ("rnn", "last", False, {}),
+    ("lstm", "mean", False, {"conv_layers": 2, "conv_stride": 4, "conv_filters": 6,
+                             "sequence_norm": "on", **DROPOUT}),
 ]
 SEED = tf.constant([5, 6], tf.int64)
 
@@ -43,7 +45,7 @@ def _pair(policy, cell, pooling, tokens, extra):
 
 
 @pytest.mark.parametrize("policy", sorted(POLICIES))
-@pytest.mark.parametrize("cell,pooling,tokens,extra", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("cell,pooling,tokens,extra", CASES, ids=[c[0] + ("-conv" if "conv_layers" in c[3] else "") for c in CASES])
 @pytest.mark.parametrize("training", [False, True], ids=["inference", "dropout"])
 def test_mixed_model_computes_in_half_precision_and_follows_its_float32_twin(
         policy, cell, pooling, tokens, extra, training):

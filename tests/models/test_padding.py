@@ -27,6 +27,17 @@ CASES = [
     ("lstm", "attention", "multilabel", True,
      {"num_layers": 2, "input_keep_prob": 0.7, "state_keep_prob": 0.8, "mask_per_example": True},
      True),
+    # The convolutional front end (models/frontend.py): strided, per-sequence z-normalised,
+    # with dropout; over tokens; and at stride 1 under a tagging head.
+    ("lstm", "mean", "multiclass", False,
+     {"conv_layers": 2, "conv_stride": 4, "conv_kernel_size": 3, "conv_filters": 5,
+      "sequence_norm": "on", "bidirectional": True, "input_keep_prob": 0.8,
+      "state_keep_prob": 0.8, "mask_per_example": True}, True),
+    ("gru", "max", "binary", True,
+     {"conv_layers": 1, "conv_stride": 2, "conv_kernel_size": 4, "conv_filters": 5}, False),
+    ("lstm", "last", "tagging", False,
+     {"conv_layers": 1, "conv_stride": 1, "conv_kernel_size": 3, "conv_filters": 5,
+      "sequence_norm": "on"}, False),
 ]
 
 
@@ -51,6 +62,8 @@ def _case_id(case):
     parts = [cell, pooling, head, "tokens" if tokens else "dense"]
     parts += ["bi"] if extra.get("bidirectional") else []
     parts += [f"{extra['num_layers']}layers"] if "num_layers" in extra else []
+    parts += [f"conv{extra['conv_stride']}"] if "conv_layers" in extra else []
+    parts += ["seqnorm"] if extra.get("sequence_norm") == "on" else []
     parts += ["dropout"] if training else []
     return "-".join(parts)
 
@@ -93,8 +106,10 @@ def test_padding_changes_nothing(cell, pooling, head, tokens, extra, training):
         assert np.any(input_grad[real_mask] != 0.0)
 
 
-def test_nan_in_padding_stays_out():
-    config = tiny_config("multiclass", pooling="mean")
+@pytest.mark.parametrize("extra", [{}, {"conv_layers": 2, "conv_stride": 4, "conv_filters": 5,
+                                         "sequence_norm": "on"}], ids=["plain", "frontend"])
+def test_nan_in_padding_stays_out(extra):
+    config = tiny_config("multiclass", pooling="mean", **extra)
     model = build_model(config)
     batch = make_batch(config)
     poisoned = dict(batch)
