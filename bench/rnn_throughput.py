@@ -44,6 +44,7 @@ from models.rnn import SequenceEncoder  # noqa: E402
 from trainer.config import Config, TrainConfig  # noqa: E402
 from trainer.optimization import make_optimizer  # noqa: E402
 from trainer.steps import XLA_TIME_MULTIPLE, TrainLoop  # noqa: E402
+from trainer import rules  # noqa: E402
 from trainer import train as trainer_train  # noqa: E402
 from trainer.train import _next_stop, use_xla, with_data_spec  # noqa: E402
 
@@ -96,15 +97,16 @@ def bench_product(data, epochs, bucketing, jit, workdir):
         cell="lstm", hidden_units=UNITS, num_layers=1, bidirectional=False, pooling="last",
         head="auto", input_keep_prob=KEEP, state_keep_prob=KEEP, output_keep_prob=KEEP,
         variational_recurrent=True, mask_per_example=False, update_keep_prob=1.0,
-        label_smoothing=0.0, class_weighting="none")
+        label_smoothing=0.0, class_weighting="none", conv_layers=0, conv_stride=1,
+        sequence_norm="off")
     model_config = with_data_spec(Config(model=model_config), spec).model  # as the trainer does
 
     num_train = prepared.splits["train"].num_records
     steps_per_epoch = max(1, -(-num_train // BATCH))
     # What a default `python -m trainer.task` run on this data would train: it sets the
     # optimizer schedule, and `jit_compile=auto` decides from it.
-    total_steps = trainer_train.epochs_for(train_config.num_epochs, num_train) * steps_per_epoch
-    auto_jit = use_xla("auto", total_steps * BATCH * trainer_train.median_length(spec))
+    total_steps = trainer_train.training_steps(train_config, num_train, steps_per_epoch)
+    auto_jit = use_xla("auto", total_steps * BATCH * rules.median_length(spec))
     keras.utils.set_random_seed(train_config.seed)
     strategy = tf.distribute.get_strategy()
     with strategy.scope():

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from data import bad_records as br
 from data import canonical
-from data.config import DataConfig, split_patterns
+from data.config import AUTO_EVAL_FRACTION, AUTO_EVAL_MIN_RECORDS, DataConfig, split_patterns
 from data.readers import expand_patterns, read_file
 from data.records import Example, RecordValidator
 from data.spec import DataSpec
@@ -172,7 +172,8 @@ def _prepare_train(config: DataConfig, out_dir: str, seed: int, records_per_shar
         raise ValueError(f"no valid training records in {list(sources)}")
     _log_truncated("train", truncated, config.max_length)
 
-    held_out = _eval_indices(n, 0.0 if config.eval_data else config.eval_fraction, seed)
+    held_out = _eval_indices(n, 0.0 if config.eval_data else eval_fraction_for(config.eval_fraction, n),
+                             seed)
     labels = config.label_list or _sorted_labels(seen_labels)
     stats = TrainStats(labels)
     for i, serialized in enumerate(_read_staging(staging)):
@@ -195,6 +196,17 @@ def _prepare_train(config: DataConfig, out_dir: str, seed: int, records_per_shar
         logger.info("held out %d of %d training records for eval (seed %d)", n_eval, n, seed)
     tf.io.gfile.remove(staging)
     return spec, splits
+
+
+def eval_fraction_for(eval_fraction: float, num_records: int) -> float:
+    """`eval_fraction`, or for -1 (auto) the share the number of training records calls for."""
+    if eval_fraction >= 0:
+        return eval_fraction
+    fraction = AUTO_EVAL_FRACTION if num_records >= AUTO_EVAL_MIN_RECORDS else 0.0
+    logger.info("eval_fraction=auto: %s (%d training records; a hold-out from %d on)",
+                f"holding out {fraction:.0%}" if fraction else "no hold-out, training on every record "
+                "and keeping the last weights", num_records, AUTO_EVAL_MIN_RECORDS)
+    return fraction
 
 
 def _eval_indices(n: int, fraction: float, seed: int) -> frozenset:

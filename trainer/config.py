@@ -30,6 +30,10 @@ XLA_AUTO_MIN_TOKENS = 500_000
 AUTO_EPOCH_SEQUENCES = 37_500
 AUTO_MIN_EPOCHS = 3
 AUTO_MAX_EPOCHS = 150
+# ... and never fewer optimizer steps than this: 150 epochs of 28 sequences are 150 steps, far
+# too few updates for a small set (in train-split CV on the development suite's small sets,
+# bench/real_data_results.md). The bundled set's 150 epochs x 8 steps already meet it.
+AUTO_MIN_STEPS = 1200
 CONFIG_FILE = "config.json"
 
 
@@ -44,7 +48,8 @@ class TrainConfig:
       max_steps: stop after this many optimizer steps (0 = use `num_epochs`).
       num_epochs: passes over the training split when `max_steps` is 0; 0 = chosen from the
         number of training examples N: ceil(AUTO_EPOCH_SEQUENCES / N) clipped to
-        [AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS] (small sets get more passes), stated in the log.
+        [AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS] (small sets get more passes), and at least
+        AUTO_MIN_STEPS optimizer steps, stated in the log.
       learning_rate: peak learning rate, reached after `warmup_steps`.
       optimizer: "adam", "adamw" or "sgd" (SGD with Nesterov momentum 0.9).
       weight_decay: decoupled weight decay for "adamw".
@@ -57,7 +62,8 @@ class TrainConfig:
         steps skipped) or "mixed_bfloat16" (TPUs, recent GPUs and CPUs): the embedding and the
         recurrent encoder compute in 16 bits; variables, pooling, logits and losses stay
         float32, and the export is float32.
-      eval_every_steps: evaluate every N steps (0 = once per epoch).
+      eval_every_steps: evaluate every N steps (0 = once per epoch, or every few epochs when
+        that would make more than `trainer.train.MAX_AUTO_EVALS` evaluations).
       save_checkpoints_steps: checkpoint every N steps (0 = at every evaluation).
       save_checkpoints_secs: also checkpoint when this many seconds passed since the last save
         (0 = off); checked between compiled chunks of at most `log_step_count_steps` steps.

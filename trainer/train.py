@@ -28,13 +28,16 @@ from data.pipeline import make_dataset
 from data.prepare import prepare_data
 from models import EvalMetrics, build_model
 from models.losses import class_weights_from_counts
-from trainer import checkpoints, distribution, report, summaries
-from trainer.config import (AUTO_EPOCH_SEQUENCES, AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS,
+from trainer import checkpoints, distribution, report, rules, summaries
+from trainer.config import (AUTO_EPOCH_SEQUENCES, AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS, AUTO_MIN_STEPS,
                             XLA_AUTO_MIN_TOKENS, Config)
 from trainer.optimization import make_optimizer
 from trainer.steps import TrainLoop, make_eval_step, model_keys
 
 LOWER_IS_BETTER = ("loss", "ece", "expected_calibration_error")
+# Evaluations (and so checkpoints) a default run makes at most: each costs a pass over the
+# eval split and a checkpoint write, which on tiny sets cost more than the epoch itself.
+MAX_AUTO_EVALS = 150
 
 
 def resolve_dirs(config: Config) -> Config:
@@ -84,21 +87,29 @@ def evaluate(eval_step, dataset, model_config, label_names):
     return result, metrics
 
 
-def epochs_for(num_epochs: int, num_train: int) -> int:
-    """`num_epochs`, or for 0 the number the data size calls for (see TrainConfig.num_epochs)."""
-    if num_epochs:
-        return num_epochs
+def training_steps(tc, num_train: int, steps_per_epoch: int) -> int:
+    """Optimizer steps of the run: `max_steps`, else `num_epochs` epochs, else (both 0) the
+    data-size rule: ceil(AUTO_EPOCH_SEQUENCES / N) epochs clipped to [AUTO_MIN_EPOCHS,
+    AUTO_MAX_EPOCHS], and at least AUTO_MIN_STEPS steps (see TrainConfig.num_epochs)."""
+    if tc.max_steps:
+        return tc.max_steps
+    if tc.num_epochs:
+        return tc.num_epochs * steps_per_epoch
     epochs = min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, math.ceil(AUTO_EPOCH_SEQUENCES / max(num_train, 1))))
-    logging.info("num_epochs=0: training %d epochs for %d training sequences (about %d sequences "
-                 "in all, %d to %d epochs)", epochs, num_train, AUTO_EPOCH_SEQUENCES,
-                 AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS)
-    return epochs
+    steps = max(epochs * steps_per_epoch, AUTO_MIN_STEPS)
+    logging.info("num_epochs=0: %d steps (%.1f epochs) for %d training sequences (about %d "
+                 "sequences in all, %d to %d epochs, at least %d steps)", steps,
+                 steps / steps_per_epoch, num_train, AUTO_EPOCH_SEQUENCES, AUTO_MIN_EPOCHS,
+                 AUTO_MAX_EPOCHS, AUTO_MIN_STEPS)
+    return steps
 
 
-def median_length(spec) -> int:
-    """Median training sequence length (from the spec's length quantiles; 1 if unknown)."""
-    quantiles = tuple(spec.length_quantiles)
-    return int(quantiles[len(quantiles) // 2]) if quantiles else max(spec.max_length, 1)
+def eval_period(total_steps: int, steps_per_epoch: int) -> int:
+    """Steps between evaluations when `eval_every_steps` is 0: every epoch, but whole epochs
+    of at least total_steps / MAX_AUTO_EVALS steps, so a run over a tiny set (one step an
+    epoch, 1,200 epochs) evaluates and checkpoints about MAX_AUTO_EVALS times, not 1,200."""
+    epochs = max(1, math.ceil(total_steps / (MAX_AUTO_EVALS * steps_per_epoch)))
+    return epochs * steps_per_epoch
 
 
 def use_xla(setting: str, training_tokens: int) -> bool:
@@ -134,7 +145,9 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     tc = config.train
     prepared = prepare_data(config.data, work_dir, tc.seed)  # each worker prepares its own copy
     spec = prepared.spec
-    config = with_data_spec(config, spec)
+    config, decisions = rules.resolve(with_data_spec(config, spec), spec)
+    for decision in decisions:
+        logging.info("auto: %s", decision)
     config.save(work_dir)
     mc = config.model
 
@@ -143,8 +156,8 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     num_train = prepared.splits["train"].num_records
     global_batch = config.data.batch_size * replicas * tc.grad_accum_steps
     steps_per_epoch = max(1, math.ceil(num_train / global_batch))
-    total_steps = tc.max_steps or epochs_for(tc.num_epochs, num_train) * steps_per_epoch
-    eval_every = tc.eval_every_steps or steps_per_epoch
+    total_steps = training_steps(tc, num_train, steps_per_epoch)
+    eval_every = tc.eval_every_steps or eval_period(total_steps, steps_per_epoch)
     save_every = tc.save_checkpoints_steps or eval_every
 
     with strategy.scope():
@@ -197,7 +210,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
         model, optimizer, mc.resolved_head, strategy=strategy, iterators=iterators, rng=rng, step=step,
         clip_norm=tc.clip_norm, label_smoothing=mc.label_smoothing, class_weights=class_weights,
         element_spec=train_datasets[0].element_spec, grad_accum_steps=tc.grad_accum_steps,
-        jit_compile=use_xla(tc.jit_compile, total_steps * global_batch * median_length(spec)))
+        jit_compile=use_xla(tc.jit_compile, total_steps * global_batch * rules.median_length(spec)))
     eval_step = make_eval_step(model, mc.resolved_head, element_spec=train_datasets[0].element_spec)
     writers = summaries.Writers(model_dir, enabled=worker.is_chief)
     writers.skipped_records(prepared, step=int(step))

@@ -35,6 +35,7 @@ import keras_tuner
 import tensorflow as tf
 from keras_tuner.src.distribute import utils as dist_utils
 
+from data.config import AUTO_EVAL_FRACTION
 from trainer import config as config_lib
 from trainer import task, tuning_space
 
@@ -422,6 +423,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         logging.warning("--direction %s for %s: each trial still keeps the checkpoint the trainer's own "
                         "rule calls best (%s)", args.direction, objective, direction_for(objective, "auto"))
     base = _replace_train(base, early_stopping_metric=objective)
+    if base.data.eval_fraction < 0 and not base.data.eval_data:
+        # Trials are compared on a hold-out, so tuning keeps one whatever the set's size.
+        base = dataclasses.replace(base, data=dataclasses.replace(base.data, eval_fraction=AUTO_EVAL_FRACTION))
     space = search_space(args.search_space, trainer_argv)
     hyperparameters = tuning_space.declare(space)
     direction = direction_for(objective, args.direction)

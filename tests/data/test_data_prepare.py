@@ -21,7 +21,9 @@ def split_ids(prepared, split, config=DataConfig()):
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("bundled"))
-    return model_dir, prepare_data(DataConfig(), model_dir, seed=42)
+    # A 10% hold-out pinned: these tests check its mechanics (the default holds out nothing
+    # from sets this small; see the auto test at the end).
+    return model_dir, prepare_data(DataConfig(eval_fraction=0.1), model_dir, seed=42)
 
 
 def test_bundled_japanese_vowels(bundled):
@@ -47,9 +49,9 @@ def test_eval_hold_out_is_seeded_and_drawn_across_classes(bundled, tmp_path):
     eval_labels = {int(i) // 30 for i in eval_ids}  # 30 records per class, ids 0..269 in order
     assert len(eval_labels) >= 5
     assert not set(eval_ids) & set(split_ids(prepared, "train"))
-    again = prepare_data(DataConfig(), str(tmp_path / "same"), seed=42)
+    again = prepare_data(DataConfig(eval_fraction=0.1), str(tmp_path / "same"), seed=42)
     assert sorted(split_ids(again, "eval")) == sorted(eval_ids)
-    other = prepare_data(DataConfig(), str(tmp_path / "other"), seed=7)
+    other = prepare_data(DataConfig(eval_fraction=0.1), str(tmp_path / "other"), seed=7)
     assert sorted(split_ids(other, "eval")) != sorted(eval_ids)
 
 
@@ -121,12 +123,12 @@ def test_prediction_files_may_omit_targets(tmp_path, bundled):
 
 def test_ram_filesystem_end_to_end():
     train = write_jsonl("ram://e2e/src/train.jsonl.gz", dense_records(10))
-    prepared = prepare_data(DataConfig(train_data=train), "ram://e2e/model", seed=1)
+    prepared = prepare_data(DataConfig(train_data=train, eval_fraction=0.1), "ram://e2e/model", seed=1)
     assert prepared.splits["train"].files[0].startswith("ram://e2e/model/prepared/")
     assert DataSpec.load("ram://e2e/model") == prepared.spec
     ids = split_ids(prepared, "train") + split_ids(prepared, "eval")
     assert sorted(ids) == sorted(f"r{i}" for i in range(10))
-    assert prepare_data(DataConfig(train_data=train), "ram://e2e/model", seed=1).reused
+    assert prepare_data(DataConfig(train_data=train, eval_fraction=0.1), "ram://e2e/model", seed=1).reused
 
 
 def test_spec_round_trip_with_vocabulary(tmp_path):
@@ -136,3 +138,18 @@ def test_spec_round_trip_with_vocabulary(tmp_path):
     spec.save(str(tmp_path))
     assert DataSpec.load(str(tmp_path)) == spec
     assert DataSpec.load(str(tmp_path / "nothing")) is None
+
+
+def test_auto_eval_fraction_holds_out_only_from_sets_large_enough(tmp_path):
+    from data.config import AUTO_EVAL_MIN_RECORDS
+
+    small = write_jsonl(tmp_path / "small.jsonl", dense_records(40))
+    prepared = prepare_data(DataConfig(train_data=small), str(tmp_path / "s"), seed=0)
+    assert DataConfig().eval_fraction == -1.0
+    assert "eval" not in prepared.splits and prepared.splits["train"].num_records == 40
+    large = write_jsonl(tmp_path / "large.jsonl", dense_records(AUTO_EVAL_MIN_RECORDS))
+    prepared = prepare_data(DataConfig(train_data=large), str(tmp_path / "l"), seed=0)
+    assert prepared.splits["eval"].num_records == AUTO_EVAL_MIN_RECORDS // 10
+    assert prepared.splits["train"].num_records == AUTO_EVAL_MIN_RECORDS * 9 // 10
+    with pytest.raises(ValueError, match="eval_fraction"):
+        DataConfig(eval_fraction=-0.5)

@@ -108,11 +108,16 @@ def test_jit_compile_auto_turns_xla_on_only_for_runs_long_enough_to_repay_compil
 
 
 def test_num_epochs_zero_adapts_to_the_number_of_training_sequences():
-    from trainer.config import AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS
-    from trainer.train import epochs_for
+    from trainer.config import AUTO_MIN_STEPS, TrainConfig
+    from trainer.train import eval_period, training_steps
 
     assert parse_config([]).train.num_epochs == 0
-    assert epochs_for(7, 100) == 7
-    assert epochs_for(0, 243) == AUTO_MAX_EPOCHS       # tiny sets: many passes
-    assert epochs_for(0, 1000) == 38
-    assert epochs_for(0, 10**6) == AUTO_MIN_EPOCHS     # large sets: few
+    auto = TrainConfig()
+    assert training_steps(TrainConfig(num_epochs=7), 100, 4) == 28
+    assert training_steps(TrainConfig(max_steps=9, num_epochs=7), 100, 4) == 9
+    assert training_steps(auto, 243, 8) == 1200            # the bundled set: 150 epochs of 8
+    assert training_steps(auto, 1000, 32) == 38 * 32       # ceil(37500 / 1000) epochs
+    assert training_steps(auto, 10**6, 31250) == 3 * 31250  # large sets: few passes
+    assert training_steps(auto, 25, 1) == AUTO_MIN_STEPS    # tiny sets: a floor of steps
+    # Tiny sets evaluate (and checkpoint) every few epochs, not after each one-step epoch.
+    assert eval_period(1200, 8) == 8 and eval_period(1200, 1) == 8 and eval_period(90, 3) == 3

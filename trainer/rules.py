@@ -1,0 +1,82 @@
+"""Defaults decided from the data: what `auto` (or -1) means for the fields that take it.
+
+The trainer calls `resolve(config, spec)` once the data spec is known (after preparation) and
+before the model is built; the resolved values are what `config.json` records, so a resume, a
+re-export and batch prediction build the same model. Each decision is returned as one
+sentence for the log. The rules read only the training split's statistics (`DataSpec`:
+number of sequences, length quantiles, feature width, token vs dense input); they were
+checked by cross-validation on the training splits of the development suite
+(`bench/real_data_results.md`), never on a test split.
+
+Rules (a user overrides any of them by giving the field a value):
+  * conv front end (`conv_layers`, `conv_stride`): when the median training length is above
+    `FRONTEND_MIN_LENGTH`, strided convolutions shorten every sequence so the recurrence reads
+    about `RECURRENCE_TARGET_STEPS` steps at the median (total stride a power of 2, at most 4
+    per layer, at least 2 layers). Short sequences (speech frames, sentences) and tagging
+    heads get none.
+  * `sequence_norm`: per-sequence z-normalisation for univariate dense series (feature width
+    1) with a front end: there, shape carries the class and level and scale mostly carry the
+    recording; multivariate frames keep their training-set normalisation only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import List, Tuple
+
+from trainer.config import Config
+
+# Median training length above which a convolutional front end shortens sequences.
+FRONTEND_MIN_LENGTH = 128
+# Steps the recurrence should read at the median length, after the front end.
+RECURRENCE_TARGET_STEPS = 64
+FRONTEND_MIN_LAYERS = 2
+
+
+def median_length(spec) -> int:
+    """Median training sequence length (from the spec's length quantiles; 1 if unknown)."""
+    quantiles = tuple(spec.length_quantiles)
+    return int(quantiles[len(quantiles) // 2]) if quantiles else max(spec.max_length, 1)
+
+
+def frontend_for(median: int) -> Tuple[int, int]:
+    """(conv_layers, conv_stride) for sequences of this median length; (0, 1) for none."""
+    if median <= FRONTEND_MIN_LENGTH:
+        return 0, 1
+    stride = 2 ** max(1, math.ceil(math.log2(median / RECURRENCE_TARGET_STEPS)))
+    layers = max(FRONTEND_MIN_LAYERS, math.ceil(math.log(stride, 4) - 1e-9))
+    return layers, stride
+
+
+def resolve(config: Config, spec) -> Tuple[Config, List[str]]:
+    """The config with every data-decided model field fixed, and one log sentence per decision."""
+    model, notes = config.model, []
+    median = median_length(spec)
+    if model.conv_layers == -1 or model.conv_stride == -1:
+        layers, stride = frontend_for(median)
+        if model.resolved_head == "tagging":
+            layers, stride = 0, 1
+        if model.conv_layers != -1:
+            layers = model.conv_layers
+        if model.conv_stride != -1:
+            stride = model.conv_stride
+        elif layers and not frontend_for(median)[0]:
+            stride = 1  # a front end the user asked for on short sequences keeps every step
+        model = dataclasses.replace(model, conv_layers=layers, conv_stride=stride)
+        if layers:
+            notes.append(f"conv front end: {layers} layers, total stride {stride} (median training "
+                         f"length {median}: the recurrence reads about {math.ceil(median / stride)} "
+                         f"steps)")
+        else:
+            notes.append(f"conv front end: none (median training length {median} <= "
+                         f"{FRONTEND_MIN_LENGTH}, or a tagging head)")
+    if model.sequence_norm == "auto":
+        on = (not spec.is_tokens) and spec.feature_dim == 1 and model.conv_layers > 0
+        model = dataclasses.replace(model, sequence_norm="on" if on else "off")
+        notes.append(f"sequence_norm: {'on' if on else 'off'} ("
+                     + ("univariate series with a front end" if on else
+                        "token inputs" if spec.is_tokens else
+                        f"{spec.feature_dim} features" if spec.feature_dim != 1 else "short series")
+                     + ")")
+    return dataclasses.replace(config, model=model), notes
