@@ -8,6 +8,9 @@ A reader knows how records are delimited in a file and nothing about their meani
 Every access goes through `tf.io.gfile`, so local, `gs://` and `ram://` paths all work. Gzip is
 recognised by the `.gz` suffix. Record numbers are 1-based: the line number for JSON Lines and
 CSV (the header is line 1), the record index + 1 for TFRecord.
+
+Text files are read as bytes and decoded one line at a time, so a line that is not UTF-8 becomes
+one bad record (`RawRecord.error`) instead of ending the file.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import contextlib
 import csv
 import dataclasses
 import gzip
-import io
-from typing import Iterator, Sequence, Tuple, Union
+from typing import Dict, Iterator, Sequence, Tuple, Union
 
 import tensorflow as tf
 
+from data import bad_records as br
+
 JSONL, CSV, TFRECORD = "jsonl", "csv", "tfrecord"
+_GZIP_MAGIC = b"\x1f\x8b"
 _SUFFIXES = {".jsonl": JSONL, ".json": JSONL, ".csv": CSV, ".tsv": CSV,
              ".tfrecord": TFRECORD, ".tfrecords": TFRECORD}
 
@@ -34,6 +39,7 @@ class RawRecord:
     number: int
     fmt: str
     payload: Union[str, bytes, tuple]
+    error: str = ""  # why the record could not be read (e.g. not UTF-8); it is a bad record
 
     @property
     def unit(self) -> str:
@@ -88,47 +94,95 @@ def read_records(patterns: Union[str, Sequence[str]], csv_delimiter: str = "") -
 
 
 @contextlib.contextmanager
-def _open_text(path: str):
-    if not path.endswith(".gz"):
-        with tf.io.gfile.GFile(path, "r") as f:  # decodes UTF-8 itself
-            yield f
-        return
-    with tf.io.gfile.GFile(path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-        yield io.TextIOWrapper(stream, encoding="utf-8", newline="")
+def _open_bytes(path: str):
+    """The file's bytes, gunzipped when the name ends with `.gz`."""
+    with tf.io.gfile.GFile(path, "rb") as raw:
+        if not path.endswith(".gz"):
+            yield raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            yield stream
+
+
+class _TextLines:
+    """The lines of a binary stream as str, decoded as UTF-8 one line at a time.
+
+    A line that is not UTF-8 does not stop the file: it is decoded with surrogate escapes (the
+    CSV parser still sees its quotes and delimiters) and its reason is kept until the reader
+    takes it with `take_error`, which makes the record that holds the line a bad record.
+
+    Attributes:
+      number: lines read so far (the 1-based number of the last line).
+    """
+
+    def __init__(self, path: str, stream):
+        self.path, self._stream = path, stream
+        self.number = 0
+        self._errors: Dict[int, str] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._stream:
+            self.number += 1
+            try:
+                yield line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                self._errors[self.number] = _not_utf8(line, e, self.number)
+                yield line.decode("utf-8", "surrogateescape")
+
+    def take_error(self, first: int, last: int) -> Tuple[int, str]:
+        """(line, reason) of the first undecodable line in first..last, or (0, ""); forgets them."""
+        lines = sorted(n for n in self._errors if first <= n <= last)
+        found = (lines[0], self._errors[lines[0]]) if lines else (0, "")
+        for n in lines:
+            del self._errors[n]
+        return found
+
+
+def _not_utf8(line: bytes, error: UnicodeDecodeError, number: int) -> str:
+    reason = (f"not UTF-8 text (byte 0x{line[error.start]:02x} at byte {error.start + 1} "
+              "of the line)")
+    if number == 1 and line.startswith(_GZIP_MAGIC):
+        reason += "; the file looks gzip-compressed: give it a .gz name"
+    return reason
 
 
 def _read_jsonl(path: str) -> Iterator[RawRecord]:
     # Blank lines hold no record and are passed over; everything else is yielded.
-    with _open_text(path) as f:
-        for number, line in enumerate(_lines(path, f), start=1):
-            if line.strip():
-                yield RawRecord(path, number, JSONL, line)
-
-
-def _lines(path: str, f):
-    try:
-        yield from f
-    except (UnicodeDecodeError, OSError, EOFError) as e:
-        raise IOError(f"{path}: cannot be read as UTF-8 text ({e})") from e
+    with _open_bytes(path) as stream:
+        lines = _TextLines(path, stream)
+        for line in lines:
+            _, error = lines.take_error(lines.number, lines.number)
+            if error or line.strip():
+                yield RawRecord(path, lines.number, JSONL, "" if error else line, error)
 
 
 def _read_csv(path: str, delimiter: str) -> Iterator[RawRecord]:
     if not delimiter:
         name = path[:-3] if path.endswith(".gz") else path
         delimiter = "\t" if name.lower().endswith(".tsv") else ","
-    with _open_text(path) as f:
-        reader = csv.reader(_lines(path, f), delimiter=delimiter)
+    with _open_bytes(path) as stream:
+        lines = _TextLines(path, stream)
+        reader = csv.reader(lines, delimiter=delimiter)
         try:
             header = next(reader)
         except StopIteration:
             return
+        _, error = lines.take_error(1, lines.number)
+        if error:
+            raise br.DataFileError(path, f"the header row is {error}", line=1)
         header = tuple(h.strip() for h in header)
-        line = reader.line_num
-        for row in reader:
-            start, line = line + 1, reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            yield RawRecord(path, start, CSV, (header, row))
+        while True:
+            start = lines.number + 1  # a quoted field may carry the row over several lines
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            line, error = lines.take_error(start, lines.number)
+            if error:
+                where = f"line {line}: " if line != start else ""
+                yield RawRecord(path, start, CSV, (header, row), where + error)
+            elif any(cell.strip() for cell in row):
+                yield RawRecord(path, start, CSV, (header, row))
 
 
 def _read_tfrecord(path: str) -> Iterator[RawRecord]:

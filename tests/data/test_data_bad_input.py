@@ -1,0 +1,105 @@
+"""Nothing lost, nothing cryptic: each kind of broken input file, written for real.
+
+A broken record is a `BadRecordError` naming file, line and field (skippable); a file that cannot
+be read to its end is a `DataFileError` naming the file (never skipped). Either way the message is
+one line. The same cases through the command line are in tests/trainer/test_cli_bad_input.py.
+"""
+
+import gzip
+
+import pytest
+
+from data_testlib import dense_records, write_bytes, write_csv, write_jsonl
+from data import bad_records as br
+from data.config import DataConfig
+from data.prepare import prepare_data
+from data.readers import read_records
+from data.records import RecordValidator
+
+DEEP_JSON = '{"features": ' + "[" * 100_000 + "]" * 100_000 + ', "label": "c0"}'
+
+
+def validate_all(path):
+    """Validates every record of `path` with one validator; raises the first error."""
+    validator = RecordValidator(DataConfig())
+    return [validator(raw) for raw in read_records(path)]
+
+
+def prepare(tmp_path, train, **config):
+    return prepare_data(DataConfig(train_data=train, eval_fraction=0.0, **config),
+                        str(tmp_path / "model"), seed=0)
+
+
+def assert_one_line(error, *parts):
+    message = str(error)
+    assert "\n" not in message and "function_node" not in message, message
+    for part in parts:
+        assert part in message, message
+
+
+# 1. JSON nested 100,000 levels deep ---------------------------------------------------------
+
+def test_deeply_nested_json_is_an_unparseable_record(tmp_path):
+    path = write_jsonl(tmp_path / "deep.jsonl", dense_records(2) + [DEEP_JSON] + dense_records(2))
+    with pytest.raises(br.BadRecordError) as info:
+        validate_all(path)
+    error = info.value
+    assert (error.file, error.record_number, error.field, error.kind) == (
+        path, 3, br.WHOLE_RECORD, br.UNPARSEABLE)
+    assert_one_line(error, f"{path}: line 3:", "nested too deeply")
+
+
+def test_deeply_nested_json_is_skipped_and_counted(tmp_path):
+    path = write_jsonl(tmp_path / "deep.jsonl", dense_records(10) + [DEEP_JSON] + dense_records(9))
+    prepared = prepare(tmp_path, path, skip_bad_records=True, max_skipped_fraction=0.1)
+    assert prepared.splits["train"].num_records == 19
+    assert prepared.splits["train"].skipped == {br.UNPARSEABLE: 1}
+
+
+# 2. One line that is not UTF-8 ----------------------------------------------------------------
+
+def _lines_with_one_not_utf8(n_before, n_after, fmt="jsonl"):
+    """Encoded lines of a file whose line n_before + 1 (+1 for the CSV header) has a 0xff byte."""
+    if fmt == "csv":
+        good = [b"text,label"] + [b"tok%d,x" % i for i in range(n_before)]
+        bad, after = b"caf\xff,x", [b"more%d,y" % i for i in range(n_after)]
+    else:
+        good = [b'{"tokens": ["t%d"], "label": "x"}' % i for i in range(n_before)]
+        bad = b'{"tokens": ["caf\xff"], "label": "x"}'
+        after = [b'{"tokens": ["u%d"], "label": "y"}' % i for i in range(n_after)]
+    return b"\n".join(good + [bad] + after) + b"\n"
+
+
+@pytest.mark.parametrize("name,line", [("d.jsonl", 3), ("d.jsonl.gz", 3), ("d.csv", 4),
+                                       ("d.tsv.gz", 4)])
+def test_a_line_that_is_not_utf8_is_a_bad_record_with_its_line(tmp_path, name, line):
+    data = _lines_with_one_not_utf8(2, 3, "jsonl" if ".json" in name else "csv")
+    path = write_bytes(tmp_path / name, data.replace(b",", b"\t") if ".tsv" in name else data)
+    with pytest.raises(br.BadRecordError) as info:
+        validate_all(path)
+    error = info.value
+    assert (error.record_number, error.kind) == (line, br.UNPARSEABLE)
+    assert_one_line(error, f"{path}: line {line}:", "not UTF-8", "byte 0xff")
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.csv.gz"])
+def test_a_line_that_is_not_utf8_is_skipped_and_the_rest_kept(tmp_path, name):
+    path = write_bytes(tmp_path / name, _lines_with_one_not_utf8(
+        30, 30, "jsonl" if ".json" in name else "csv"))
+    prepared = prepare(tmp_path, path, skip_bad_records=True, max_skipped_fraction=0.05)
+    assert prepared.splits["train"].num_records == 60
+    assert prepared.splits["train"].skipped == {br.UNPARSEABLE: 1}
+
+
+def test_gzip_data_without_a_gz_name_says_so(tmp_path):
+    path = write_bytes(tmp_path / "d.jsonl", gzip.compress(b'{"tokens": ["a"], "label": "x"}\n'))
+    with pytest.raises(br.BadRecordError) as info:
+        validate_all(path)
+    assert_one_line(info.value, f"{path}: line 1:", "looks gzip-compressed")
+
+
+def test_csv_header_that_is_not_utf8_stops_reading(tmp_path):
+    path = write_bytes(tmp_path / "d.csv", b"te\xffxt,label\na,x\n")
+    with pytest.raises(br.DataFileError) as info:
+        validate_all(path)
+    assert_one_line(info.value, f"{path}: line 1: the header row is not UTF-8")
