@@ -113,11 +113,12 @@ class _TextLines:
 
     Attributes:
       number: lines read so far (the 1-based number of the last line).
+      finished: the stream has no more lines.
     """
 
     def __init__(self, path: str, stream):
         self.path, self._stream = path, stream
-        self.number = 0
+        self.number, self.finished = 0, False
         self._errors: Dict[int, str] = {}
 
     def __iter__(self) -> Iterator[str]:
@@ -128,6 +129,7 @@ class _TextLines:
             except UnicodeDecodeError as e:
                 self._errors[self.number] = _not_utf8(line, e, self.number)
                 yield line.decode("utf-8", "surrogateescape")
+        self.finished = True
 
     def take_error(self, first: int, last: int) -> Tuple[int, str]:
         """(line, reason) of the first undecodable line in first..last, or (0, ""); forgets them."""
@@ -162,11 +164,15 @@ def _read_csv(path: str, delimiter: str) -> Iterator[RawRecord]:
         delimiter = "\t" if name.lower().endswith(".tsv") else ","
     with _open_bytes(path) as stream:
         lines = _TextLines(path, stream)
-        reader = csv.reader(lines, delimiter=delimiter)
+        # strict: a quote still open at the end of the file is an error, not a last field that
+        # silently holds every row after the quote.
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
         try:
             header = next(reader)
         except StopIteration:
             return
+        except csv.Error as e:
+            raise br.DataFileError(path, f"the header row is not valid CSV ({e})", line=1) from None
         _, error = lines.take_error(1, lines.number)
         if error:
             raise br.DataFileError(path, f"the header row is {error}", line=1)
@@ -174,15 +180,40 @@ def _read_csv(path: str, delimiter: str) -> Iterator[RawRecord]:
         while True:
             start = lines.number + 1  # a quoted field may carry the row over several lines
             try:
-                row = next(reader)
+                row, error = next(reader), ""
             except StopIteration:
                 return
-            line, error = lines.take_error(start, lines.number)
-            if error:
-                where = f"line {line}: " if line != start else ""
-                yield RawRecord(path, start, CSV, (header, row), where + error)
-            elif any(cell.strip() for cell in row):
-                yield RawRecord(path, start, CSV, (header, row))
+            except csv.Error as e:  # the reader goes on with the next line
+                row, error = [], f"not valid CSV ({e})"
+            _check_quotes(path, header, row, error, start, lines)
+            line, not_utf8 = lines.take_error(start, lines.number)
+            if not_utf8:
+                error = (f"line {line}: " if line != start else "") + not_utf8
+            if error or any(cell.strip() for cell in row):
+                yield RawRecord(path, start, CSV, (header, row), error)
+
+
+def _check_quotes(path: str, header, row, error: str, start: int, lines: _TextLines) -> None:
+    """Raises `DataFileError` for a broken row that spans several lines.
+
+    Such a row is an unbalanced quote: the quoted field swallowed every line up to where the
+    parser stopped, and those lines may be good rows. Counting it as one skipped record would
+    lose them silently, and where they begin and end cannot be known, so the run stops even
+    with skipping on and names the line where the quote opened. A row that spans lines and
+    parses into as many cells as the header is a legitimate quoted field with line breaks.
+    """
+    end = lines.number
+    if end == start or (not error and len(row) == len(header)):
+        return
+    if lines.finished:
+        raise br.DataFileError(path, f"a quoted field opened on this line is never closed: it "
+                               f"swallows every line to the end of the file (line {end}); fix "
+                               "the quoting", line=start)
+    what = error or f"{len(row)} cells, the header has {len(header)}"
+    raise br.DataFileError(path, f"a quoted field opened on this line runs over the line ends "
+                           f"to line {end} and the row it makes is broken ({what}): an "
+                           "unbalanced quote that swallows the rows between; fix the quoting",
+                           line=start)
 
 
 def _read_tfrecord(path: str) -> Iterator[RawRecord]:

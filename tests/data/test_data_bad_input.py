@@ -103,3 +103,49 @@ def test_csv_header_that_is_not_utf8_stops_reading(tmp_path):
     with pytest.raises(br.DataFileError) as info:
         validate_all(path)
     assert_one_line(info.value, f"{path}: line 1: the header row is not UTF-8")
+
+
+# 3. CSV quoting that runs over line ends ------------------------------------------------------
+
+def _csv_lines(rows):
+    return ("\n".join(["text,label"] + rows) + "\n").encode()
+
+
+GOOD_ROWS = [f"word{i % 7} more,{'xy'[i % 2]}" for i in range(300)]
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_unterminated_quote_stops_the_run_at_the_line_it_opened(tmp_path, skip):
+    # Before: "skipped 1 of 100" and the 101 rows after the quote vanished into one cell.
+    path = write_bytes(tmp_path / "d.csv",
+                       _csv_lines(GOOD_ROWS[:98] + ['"never closed,x'] + GOOD_ROWS[:101]))
+    with pytest.raises(br.DataFileError) as info:
+        prepare(tmp_path, path, skip_bad_records=skip, max_skipped_fraction=0.5)
+    assert info.value.line == 100
+    assert_one_line(info.value, f"{path}: line 100: a quoted field", "never closed",
+                    "end of the file (line 201)")
+
+
+def test_quote_that_closes_rows_later_stops_the_run(tmp_path):
+    # The stray quote on line 4 pairs with the opening quote of line 10's text field.
+    rows = GOOD_ROWS[:2] + ['"stray,x'] + GOOD_ROWS[:5] + ['"quoted, text",y'] + GOOD_ROWS[:5]
+    path = write_bytes(tmp_path / "d.csv", _csv_lines(rows))
+    with pytest.raises(br.DataFileError) as info:
+        prepare(tmp_path, path, skip_bad_records=True, max_skipped_fraction=0.5)
+    assert_one_line(info.value, f"{path}: line 4: a quoted field", "to line 10",
+                    "not valid CSV")
+
+
+def test_quoted_line_breaks_and_one_line_quote_errors(tmp_path):
+    # A quoted field with line breaks is valid CSV; a broken quote on one line is one bad row.
+    path = write_csv(tmp_path / "d.csv", ["text", "label"],
+                     [["two\nlines", "x"], ["plain", "y"]])
+    with open(path, "a") as f:
+        f.write('"ab"c,x\nafter,y\n')
+    with pytest.raises(br.BadRecordError) as info:
+        validate_all(path)
+    assert (info.value.record_number, info.value.kind) == (5, br.UNPARSEABLE)
+    assert_one_line(info.value, f"{path}: line 5:", "not valid CSV")
+    prepared = prepare(tmp_path, path, skip_bad_records=True, max_skipped_fraction=0.5)
+    assert prepared.splits["train"].num_records == 3  # "two\nlines", "plain", "after"
+    assert prepared.splits["train"].skipped == {br.UNPARSEABLE: 1}
