@@ -19,6 +19,7 @@ import contextlib
 import csv
 import dataclasses
 import gzip
+import zlib
 from typing import Dict, Iterator, Sequence, Tuple, Union
 
 import tensorflow as tf
@@ -122,13 +123,18 @@ class _TextLines:
         self._errors: Dict[int, str] = {}
 
     def __iter__(self) -> Iterator[str]:
-        for line in self._stream:
-            self.number += 1
-            try:
-                yield line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                self._errors[self.number] = _not_utf8(line, e, self.number)
-                yield line.decode("utf-8", "surrogateescape")
+        try:
+            for line in self._stream:
+                self.number += 1
+                try:
+                    yield line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    self._errors[self.number] = _not_utf8(line, e, self.number)
+                    yield line.decode("utf-8", "surrogateescape")
+        except (EOFError, OSError, zlib.error) as e:
+            if not self.path.endswith(".gz"):
+                raise
+            raise br.DataFileError(self.path, _gzip_failure(e, self.number)) from None
         self.finished = True
 
     def take_error(self, first: int, last: int) -> Tuple[int, str]:
@@ -146,6 +152,14 @@ def _not_utf8(line: bytes, error: UnicodeDecodeError, number: int) -> str:
     if number == 1 and line.startswith(_GZIP_MAGIC):
         reason += "; the file looks gzip-compressed: give it a .gz name"
     return reason
+
+
+def _gzip_failure(error: Exception, lines_read: int) -> str:
+    """Why a gzip stream stopped, in words; the lines before it were read and checked."""
+    if isinstance(error, gzip.BadGzipFile) and "Not a gzipped file" in str(error):
+        return f"not gzip data, although the name ends with .gz ({error})"
+    where = f"after line {lines_read}" if lines_read else "before its first line"
+    return f"truncated or damaged gzip file: it breaks off {where} ({error})"
 
 
 def _read_jsonl(path: str) -> Iterator[RawRecord]:

@@ -149,3 +149,37 @@ def test_quoted_line_breaks_and_one_line_quote_errors(tmp_path):
     prepared = prepare(tmp_path, path, skip_bad_records=True, max_skipped_fraction=0.5)
     assert prepared.splits["train"].num_records == 3  # "two\nlines", "plain", "after"
     assert prepared.splits["train"].skipped == {br.UNPARSEABLE: 1}
+
+
+# 6. Truncated or damaged gzip -------------------------------------------------------------------
+
+def _gzip_of_records(n):
+    return gzip.compress(b"".join(b'{"tokens": ["t%d", "u"], "label": "x"}\n' % i
+                                  for i in range(n)))
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_truncated_gzip_names_the_file_and_the_line_reached(tmp_path, skip):
+    data = _gzip_of_records(2000)
+    path = str(tmp_path / "d.jsonl.gz")
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    with pytest.raises(br.DataFileError) as info:
+        prepare(tmp_path, path, skip_bad_records=skip)
+    assert_one_line(info.value, f"{path}: truncated or damaged gzip file: it breaks off after "
+                    "line ", "Compressed file ended")
+    assert 0 < int(str(info.value).split("after line ")[1].split()[0]) < 2000
+
+
+def test_damaged_gzip_and_not_gzip_data(tmp_path):
+    damaged = tmp_path / "damaged.csv.gz"
+    damaged.write_bytes(gzip.compress(b"text,label\n" + b"a b,x\n" * 100)[:-8] + bytes(8))
+    with pytest.raises(br.DataFileError) as info:  # the trailer's checksum no longer matches
+        validate_all(str(damaged))
+    assert_one_line(info.value, f"{damaged}: truncated or damaged gzip file: it breaks off "
+                    "after line 101", "CRC check failed")
+    renamed = tmp_path / "plain.jsonl.gz"
+    renamed.write_bytes(b'{"tokens": ["a"], "label": "x"}\n')
+    with pytest.raises(br.DataFileError) as info:
+        validate_all(str(renamed))
+    assert_one_line(info.value, f"{renamed}: not gzip data")
