@@ -19,12 +19,16 @@ import contextlib
 import csv
 import dataclasses
 import gzip
+import logging
+import re
 import zlib
 from typing import Dict, Iterator, Sequence, Tuple, Union
 
 import tensorflow as tf
 
 from data import bad_records as br
+
+logger = logging.getLogger(__name__)
 
 JSONL, CSV, TFRECORD = "jsonl", "csv", "tfrecord"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -78,14 +82,58 @@ def expand_patterns(patterns: Union[str, Sequence[str]]) -> Tuple[str, ...]:
 
 
 def read_file(path: str, csv_delimiter: str = "") -> Iterator[RawRecord]:
-    """Yields the raw records of one file, in file order."""
+    """Yields the raw records of one file, in file order.
+
+    Raises:
+      DataFileError: the path is a directory, the file cannot be opened or read, or it breaks
+        off or is damaged between records (the message names the file, never TF internals).
+    """
     fmt = file_format(path)
+    count = 0
+    try:
+        for raw in _format_records(fmt, path, csv_delimiter):
+            count += 1
+            yield raw
+    except tf.errors.OpError as e:
+        _refuse_directory(path)
+        raise br.DataFileError(path, f"cannot be read ({_tf_reason(path, e)})") from None
+    if not count:
+        # A directory reads as an empty text file; it is a mistake in the pattern, not data.
+        _refuse_directory(path)
+        logger.warning("%s: holds no records", path)
+
+
+def _format_records(fmt: str, path: str, csv_delimiter: str) -> Iterator[RawRecord]:
     if fmt == JSONL:
-        yield from _read_jsonl(path)
-    elif fmt == CSV:
-        yield from _read_csv(path, csv_delimiter)
-    else:
-        yield from _read_tfrecord(path)
+        return _read_jsonl(path)
+    if fmt == CSV:
+        return _read_csv(path, csv_delimiter)
+    return _read_tfrecord(path)
+
+
+def _refuse_directory(path: str) -> None:
+    try:
+        is_dir = tf.io.gfile.isdir(path)
+    except tf.errors.OpError:
+        is_dir = False  # the caller reports the read error itself
+    if is_dir:
+        raise br.DataFileError(path, "is a directory, not a data file; to read the files in "
+                               f"it, give a pattern such as {path.rstrip('/')}/*")
+
+
+# TF's error messages carry graph-function names and op tags that mean nothing to a user.
+_TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}|\[Op:[^\]]*\]|\bname:\s*$")
+
+
+def _tf_reason(path: str, error: tf.errors.OpError) -> str:
+    """A TensorFlow I/O error in a few words, without TF's noise or the repeated path."""
+    if isinstance(error, tf.errors.PermissionDeniedError):
+        return "permission denied"
+    if isinstance(error, tf.errors.NotFoundError):
+        return "not found"
+    message = " ".join(_TF_NOISE.sub(" ", error.message or "").split())
+    message = message.replace(f"{path}; ", "").strip(" ;:")
+    return message or type(error).__name__
 
 
 def read_records(patterns: Union[str, Sequence[str]], csv_delimiter: str = "") -> Iterator[RawRecord]:
@@ -238,5 +286,5 @@ def _read_tfrecord(path: str) -> Iterator[RawRecord]:
         for serialized in dataset.as_numpy_iterator():
             number += 1
             yield RawRecord(path, number, TFRECORD, serialized)
-    except tf.errors.OpError as e:
+    except tf.errors.DataLossError as e:  # other read errors are read_file's
         raise IOError(f"{path}: record {number + 1}: cannot be read ({e.message})") from e

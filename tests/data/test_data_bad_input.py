@@ -6,10 +6,13 @@ one line. The same cases through the command line are in tests/trainer/test_cli_
 """
 
 import gzip
+import os
 
 import pytest
+import tensorflow as tf
 
-from data_testlib import dense_records, write_bytes, write_csv, write_jsonl
+from data_testlib import (dense_records, sequence_example, write_bytes, write_csv, write_jsonl,
+                          write_tfrecord)
 from data import bad_records as br
 from data.config import DataConfig
 from data.prepare import prepare_data
@@ -151,6 +154,77 @@ def test_quoted_line_breaks_and_one_line_quote_errors(tmp_path):
     assert prepared.splits["train"].skipped == {br.UNPARSEABLE: 1}
 
 
+
+# 4. A directory that matches the data pattern ------------------------------------------------
+
+@pytest.mark.parametrize("name", ["adir.jsonl", "adir.csv", "adir.tfrecord", "adir.jsonl.gz"])
+def test_a_directory_matching_the_pattern_is_an_error(tmp_path, name):
+    (tmp_path / name).mkdir()
+    write_jsonl(tmp_path / "train.jsonl", dense_records(5))
+    with pytest.raises(br.DataFileError) as info:
+        prepare(tmp_path, f"{tmp_path}/*", skip_bad_records=True)
+    assert_one_line(info.value, f"{tmp_path / name}: is a directory, not a data file",
+                    f"{tmp_path / name}/*")
+
+
+def test_an_empty_file_is_read_but_logged(tmp_path, caplog):
+    empty = write_bytes(tmp_path / "a.jsonl", b"")
+    write_jsonl(tmp_path / "b.jsonl", dense_records(5))
+    with caplog.at_level("WARNING", logger="data.readers"):
+        prepared = prepare(tmp_path, f"{tmp_path}/*.jsonl")
+    assert prepared.splits["train"].num_records == 5
+    assert f"{empty}: holds no records" in caplog.text
+
+
+# 5. A file that cannot be read ----------------------------------------------------------------
+
+def _deny(monkeypatch, denied):
+    """Makes opening `denied` fail as a file without read permission does for a non-root user."""
+    error = tf.errors.PermissionDeniedError(None, None, f"{denied}; Permission denied")
+    real_gfile, real_dataset = tf.io.gfile.GFile, tf.data.TFRecordDataset
+
+    def gfile(name, *args, **kwargs):
+        if str(name) == denied:
+            raise error
+        return real_gfile(name, *args, **kwargs)
+
+    class Dataset:  # TFRecordDataset opens the file on the first read
+        def __init__(self, name, *args, **kwargs):
+            self.name, self.dataset = name, real_dataset(name, *args, **kwargs)
+
+        def as_numpy_iterator(self):
+            if str(self.name) == denied:
+                raise error
+            return self.dataset.as_numpy_iterator()
+
+    monkeypatch.setattr(tf.io.gfile, "GFile", gfile)
+    monkeypatch.setattr(tf.data, "TFRecordDataset", Dataset)
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.csv.gz", "d.tfrecord"])
+def test_permission_denied_is_one_line_naming_the_file(tmp_path, monkeypatch, name):
+    path = str(tmp_path / name)
+    if "tfrecord" in name:
+        write_tfrecord(path, [sequence_example({"label": [b"x"]}, {"tokens": [[b"a"]]})])
+    elif "csv" in name:
+        write_csv(path, ["text", "label"], [["a", "x"]])
+    else:
+        write_jsonl(path, dense_records(3))
+    _deny(monkeypatch, path)
+    with pytest.raises(br.DataFileError) as info:
+        prepare(tmp_path, path, skip_bad_records=True)
+    assert str(info.value) == f"{path}: cannot be read (permission denied)"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file; the monkeypatched "
+                    "test above covers the same code path")
+def test_chmod_000_file(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", dense_records(3))
+    os.chmod(path, 0)
+    with pytest.raises(br.DataFileError) as info:
+        prepare(tmp_path, path)
+    assert str(info.value) == f"{path}: cannot be read (permission denied)"
+
 # 6. Truncated or damaged gzip -------------------------------------------------------------------
 
 def _gzip_of_records(n):
@@ -183,3 +257,4 @@ def test_damaged_gzip_and_not_gzip_data(tmp_path):
     with pytest.raises(br.DataFileError) as info:
         validate_all(str(renamed))
     assert_one_line(info.value, f"{renamed}: not gzip data")
+
