@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 JSONL, CSV, TFRECORD = "jsonl", "csv", "tfrecord"
 _GZIP_MAGIC = b"\x1f\x8b"
+_TFRECORD_FRAMING = 16  # per record: uint64 length, its CRC32C, the data's CRC32C
 _SUFFIXES = {".jsonl": JSONL, ".json": JSONL, ".csv": CSV, ".tsv": CSV,
              ".tfrecord": TFRECORD, ".tfrecords": TFRECORD}
 
@@ -281,10 +282,48 @@ def _check_quotes(path: str, header, row, error: str, start: int, lines: _TextLi
 def _read_tfrecord(path: str) -> Iterator[RawRecord]:
     compression = "GZIP" if path.endswith(".gz") else ""
     dataset = tf.data.TFRecordDataset(path, compression_type=compression)
-    number = 0
+    number = offset = 0
     try:
         for serialized in dataset.as_numpy_iterator():
             number += 1
+            offset += len(serialized) + _TFRECORD_FRAMING
             yield RawRecord(path, number, TFRECORD, serialized)
-    except tf.errors.DataLossError as e:  # other read errors are read_file's
-        raise IOError(f"{path}: record {number + 1}: cannot be read ({e.message})") from e
+    except tf.errors.DataLossError as e:
+        raise br.DataFileError(path, _not_tfrecord(path, _tf_reason(path, e), number)) from None
+    if not compression:
+        _check_tfrecord_size(path, offset, number)
+
+
+def _check_tfrecord_size(path: str, offset: int, number: int) -> None:
+    """Raises `DataFileError` when bytes follow the last complete record.
+
+    TensorFlow's reader ends quietly at a record cut short by the end of the file (and reads a
+    file shorter than one record header as empty), so a truncated file, or one that is not
+    TFRecord data at all, would lose records without a word.
+    """
+    size = tf.io.gfile.stat(path).length
+    if size != offset:
+        raise br.DataFileError(path, _not_tfrecord(
+            path, f"it ends inside a record ({size - offset} bytes at offset {offset}): truncated, "
+            "or not TFRecord data", number))
+
+
+def _not_tfrecord(path: str, what: str, number: int) -> str:
+    # TF says "corrupted record at 12": the number is a byte offset (of the gunzipped data).
+    what = re.sub(r"(corrupted|truncated) record at (\d+)\S*(?: failed with [^(]*)?",
+                  r"\1 record at offset \2", what).strip()
+    after = f"after {number} good record{'' if number == 1 else 's'}"
+    if path.endswith(".gz"):
+        return f"truncated or damaged gzip-compressed TFRecord file: {what}, {after}"
+    reason = f"not a valid TFRecord file: {what}, {after}"
+    if _starts_with_gzip_magic(path):
+        reason += "; the file looks gzip-compressed: give it a .gz name"
+    return reason
+
+
+def _starts_with_gzip_magic(path: str) -> bool:
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return f.read(2) == _GZIP_MAGIC
+    except tf.errors.OpError:
+        return False

@@ -258,3 +258,58 @@ def test_damaged_gzip_and_not_gzip_data(tmp_path):
         validate_all(str(renamed))
     assert_one_line(info.value, f"{renamed}: not gzip data")
 
+
+
+# 7. Corrupt or truncated TFRecord files ---------------------------------------------------------
+
+def _tfrecord_bytes(tmp_path, n, compressed=False):
+    path = tmp_path / ("source.tfrecord" + (".gz" if compressed else ""))
+    write_tfrecord(path, [sequence_example({"label": [b"x"]}, {"tokens": [[b"t%d" % i]]})
+                          for i in range(n)])
+    return path.read_bytes()
+
+
+def test_corrupt_tfrecord_is_one_line_with_the_offset(tmp_path):
+    data = bytearray(_tfrecord_bytes(tmp_path, 10))
+    data[len(data) // 2] ^= 0xFF
+    path = write_bytes(tmp_path / "d.tfrecord", bytes(data))
+    with pytest.raises(br.DataFileError) as info:
+        prepare(tmp_path, path, skip_bad_records=True)
+    assert_one_line(info.value, f"{path}: not a valid TFRecord file: corrupted record at offset ",
+                    "good records")
+    assert "Op:" not in str(info.value)
+
+
+@pytest.mark.parametrize("kept,says", [(5, "it ends inside a record"),
+                                        (20, "truncated record at offset")])
+def test_truncated_tfrecord_is_not_read_as_fewer_records(tmp_path, kept, says):
+    # 9 whole records and `kept` bytes of the 10th. Cut inside its 12-byte header, TF's reader
+    # ends quietly as if the file held 9 records; cut inside its data, TF reports it.
+    data = _tfrecord_bytes(tmp_path, 10)
+    record = len(data) // 10  # all 10 records have the same size
+    path = write_bytes(tmp_path / "cut.tfrecord", data[: 9 * record + kept])
+    with pytest.raises(br.DataFileError) as info:
+        validate_all(path)
+    assert_one_line(info.value, f"{path}: not a valid TFRecord file: {says}",
+                    "after 9 good records")
+
+
+def test_junk_named_tfrecord_is_not_read_as_empty(tmp_path):
+    junk = write_bytes(tmp_path / "junk.tfrecord", b'{"a": 1}\n')  # shorter than one header
+    with pytest.raises(br.DataFileError) as info:
+        validate_all(junk)
+    assert_one_line(info.value, f"{junk}: not a valid TFRecord file: it ends inside a record",
+                    "after 0 good records")
+
+
+def test_truncated_gzip_tfrecord_and_gzip_without_gz_name(tmp_path):
+    data = _tfrecord_bytes(tmp_path, 2000, compressed=True)
+    cut = write_bytes(tmp_path / "cut.tfrecord.gz.part", data[: len(data) // 2])
+    os.rename(cut, tmp_path / "cut.tfrecord.gz")  # write_bytes would gzip a .gz name again
+    with pytest.raises(br.DataFileError) as info:
+        validate_all(str(tmp_path / "cut.tfrecord.gz"))
+    assert_one_line(info.value, "cut.tfrecord.gz: truncated or damaged gzip-compressed TFRecord")
+    unnamed = write_bytes(tmp_path / "d.tfrecord", data)
+    with pytest.raises(br.DataFileError) as info:
+        validate_all(unnamed)
+    assert_one_line(info.value, f"{unnamed}: not a valid TFRecord file", "looks gzip-compressed")
