@@ -10,7 +10,9 @@ recognised by the `.gz` suffix. Record numbers are 1-based: the line number for 
 CSV (the header is line 1), the record index + 1 for TFRecord.
 
 Text files are read as bytes and decoded one line at a time, so a line that is not UTF-8 becomes
-one bad record (`RawRecord.error`) instead of ending the file.
+one bad record (`RawRecord.error`) instead of ending the file. What no skipping can make whole
+raises `DataFileError` naming the file: a directory, a file that cannot be read, a gzip stream or
+TFRecord file that breaks off or is corrupt, CSV quoting that swallows rows.
 """
 
 from __future__ import annotations
@@ -104,6 +106,12 @@ def read_file(path: str, csv_delimiter: str = "") -> Iterator[RawRecord]:
         logger.warning("%s: holds no records", path)
 
 
+def read_records(patterns: Union[str, Sequence[str]], csv_delimiter: str = "") -> Iterator[RawRecord]:
+    """Yields the raw records of every file the patterns match, file after file."""
+    for path in expand_patterns(patterns):
+        yield from read_file(path, csv_delimiter)
+
+
 def _format_records(fmt: str, path: str, csv_delimiter: str) -> Iterator[RawRecord]:
     if fmt == JSONL:
         return _read_jsonl(path)
@@ -135,12 +143,6 @@ def _tf_reason(path: str, error: tf.errors.OpError) -> str:
     message = " ".join(_TF_NOISE.sub(" ", error.message or "").split())
     message = message.replace(f"{path}; ", "").strip(" ;:")
     return message or type(error).__name__
-
-
-def read_records(patterns: Union[str, Sequence[str]], csv_delimiter: str = "") -> Iterator[RawRecord]:
-    """Yields the raw records of every file the patterns match, file after file."""
-    for path in expand_patterns(patterns):
-        yield from read_file(path, csv_delimiter)
 
 
 @contextlib.contextmanager
