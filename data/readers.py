@@ -190,6 +190,8 @@ class _TextLines:
 
     def take_error(self, first: int, last: int) -> Tuple[int, str]:
         """(line, reason) of the first undecodable line in first..last, or (0, ""); forgets them."""
+        if not self._errors:  # the common case, once per record
+            return 0, ""
         lines = sorted(n for n in self._errors if first <= n <= last)
         found = (lines[0], self._errors[lines[0]]) if lines else (0, "")
         for n in lines:
