@@ -294,22 +294,50 @@ def _read_tfrecord(path: str) -> Iterator[RawRecord]:
             yield RawRecord(path, number, TFRECORD, serialized)
     except tf.errors.DataLossError as e:
         raise br.DataFileError(path, _not_tfrecord(path, _tf_reason(path, e), number)) from None
-    if not compression:
-        _check_tfrecord_size(path, offset, number)
+    _check_tfrecord_complete(path, offset, number)
 
 
-def _check_tfrecord_size(path: str, offset: int, number: int) -> None:
-    """Raises `DataFileError` when bytes follow the last complete record.
+def _check_tfrecord_complete(path: str, offset: int, number: int) -> None:
+    """Raises `DataFileError` unless the records read (`offset` bytes) are all the file holds.
 
-    TensorFlow's reader ends quietly at a record cut short by the end of the file (and reads a
-    file shorter than one record header as empty), so a truncated file, or one that is not
-    TFRecord data at all, would lose records without a word.
+    TensorFlow's reader ends quietly at a record whose header is cut short (and reads junk
+    shorter than one header as an empty file); with GZIP it also ends quietly when a truncated
+    stream happens to break off between records. Either way records would be lost without a
+    word. Uncompressed, the file size must equal `offset`; gzip's trailer holds the gunzipped
+    size mod 2**32, and only when that disagrees (a truncated stream, or several gzip members)
+    is the file gunzipped again to tell which.
     """
-    size = tf.io.gfile.stat(path).length
+    if path.endswith(".gz"):
+        if _gzip_trailer_size(path) == offset % 2**32:
+            return
+        size = _gunzipped_size(path, number)
+    else:
+        size = tf.io.gfile.stat(path).length
     if size != offset:
         raise br.DataFileError(path, _not_tfrecord(
             path, f"it ends inside a record ({size - offset} bytes at offset {offset}): truncated, "
             "or not TFRecord data", number))
+
+
+def _gzip_trailer_size(path: str) -> int:
+    """ISIZE from the last 4 bytes of a gzip file (-1 when too short to hold a trailer)."""
+    size = tf.io.gfile.stat(path).length
+    if size < 18:  # a 10-byte header and an 8-byte trailer
+        return -1
+    with tf.io.gfile.GFile(path, "rb") as f:
+        f.seek(size - 4)
+        return int.from_bytes(f.read(4), "little")
+
+
+def _gunzipped_size(path: str, number: int) -> int:
+    total = 0
+    try:
+        with _open_bytes(path) as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                total += len(chunk)
+    except (EOFError, OSError, zlib.error) as e:
+        raise br.DataFileError(path, _not_tfrecord(path, str(e), number)) from None
+    return total
 
 
 def _not_tfrecord(path: str, what: str, number: int) -> str:

@@ -264,8 +264,8 @@ def test_damaged_gzip_and_not_gzip_data(tmp_path):
 
 def _tfrecord_bytes(tmp_path, n, compressed=False):
     path = tmp_path / ("source.tfrecord" + (".gz" if compressed else ""))
-    write_tfrecord(path, [sequence_example({"label": [b"x"]}, {"tokens": [[b"t%d" % i]]})
-                          for i in range(n)])
+    write_tfrecord(path, [sequence_example({"label": [b"x"]}, {"tokens": [[b"t%02d" % i]]})
+                          for i in range(n)])  # every record of the same size
     return path.read_bytes()
 
 
@@ -300,6 +300,29 @@ def test_junk_named_tfrecord_is_not_read_as_empty(tmp_path):
         validate_all(junk)
     assert_one_line(info.value, f"{junk}: not a valid TFRecord file: it ends inside a record",
                     "after 0 good records")
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_every_cut_of_a_tfrecord_file_is_reported(tmp_path, compressed):
+    # TF's GZIP reader alone read 52 of 753 cuts of a 5 kB file as a shorter file, and cuts in
+    # the gzip header as an empty one.
+    data = _tfrecord_bytes(tmp_path, 4, compressed)
+    record = len(_tfrecord_bytes(tmp_path, 1))
+    path = str(tmp_path / ("cut.tfrecord" + (".gz" if compressed else "")))
+    # Every cut of the short gzip file; of the plain one, every 5th and those around headers.
+    cuts = set(range(1, len(data), 1 if compressed else 5))
+    if not compressed:
+        cuts |= {k * record + j for k in range(1, 4) for j in (-1, 0, 1, 11, 12, 13)}
+    quiet = []
+    for cut in sorted(cuts):
+        with open(path, "wb") as f:
+            f.write(data[:cut])
+        try:
+            quiet.append((cut, len(list(read_records(path)))))
+        except br.DataFileError as error:
+            assert_one_line(error, path)
+    # Cut at a record boundary, an uncompressed file is a valid shorter file: nothing can tell.
+    assert quiet == ([] if compressed else [(k * record, k) for k in range(1, 4)])
 
 
 def test_truncated_gzip_tfrecord_and_gzip_without_gz_name(tmp_path):
