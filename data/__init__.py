@@ -6,7 +6,7 @@ What lives here, one job per module:
   readers.py     file globs -> raw records (JSON Lines, CSV/TSV, TFRecord; gzip by suffix)
   decode.py      raw record -> plain dict, whatever the format
   records.py     plain dict -> validated `Example`, or `BadRecordError`
-  bad_records.py `BadRecordError`, bad-record kinds, the per-split skip tally
+  bad_records.py `BadRecordError`, `DataFileError`, bad-record kinds, the per-split skip tally
   tokenizer.py   `tokenize` (core TF string ops) and the token -> id lookup
   stats.py       training-split statistics for the spec
   canonical.py   the prepared-shard format (`tf.train.SequenceExample`)
@@ -18,7 +18,7 @@ Imports: TensorFlow, numpy and the standard library only; never `models`, `train
 (data flows data -> models -> trainer -> export). All file access goes through `tf.io.gfile`.
 """
 
-from data.bad_records import BadRecordError, TooManyBadRecordsError
+from data.bad_records import BadRecordError, DataError, DataFileError, TooManyBadRecordsError
 from data.config import DataConfig, bundled_paths
 from data.pipeline import make_dataset
 from data.prepare import PreparedData, SplitInfo, prepare_data, prepare_files
@@ -26,7 +26,8 @@ from data.spec import DataSpec
 from data.tokenizer import make_token_lookup, tokenize
 
 __all__ = [
-    "BadRecordError", "TooManyBadRecordsError", "DataConfig", "bundled_paths", "make_dataset",
+    "BadRecordError", "DataError", "DataFileError", "TooManyBadRecordsError", "DataConfig",
+    "bundled_paths", "make_dataset",
     "PreparedData", "SplitInfo", "prepare_data", "prepare_files", "DataSpec",
     "make_token_lookup", "tokenize",
 ]

@@ -1,6 +1,9 @@
-"""Bad records: the error that names file, record and field, and the per-split skip tally.
+"""Bad input: the errors that name file, record and field, and the per-split skip tally.
 
-By default the first bad record stops the run with a `BadRecordError`. With
+By default the first bad record stops the run with a `BadRecordError`. A file that cannot be read
+as a whole (a directory, no read permission, a truncated gzip, a corrupt TFRecord, CSV quoting that
+swallows rows) stops it with a `DataFileError` even with skipping on: how many records it held is
+unknown, so no skipped share could be counted. With
 `DataConfig.skip_bad_records` a `SkipTally` counts skipped records per kind instead, and stops
 the run with a `TooManyBadRecordsError` when a split's skipped share exceeds
 `DataConfig.max_skipped_fraction`. The counts end up in the prepared-data manifest so the trainer
@@ -37,7 +40,11 @@ KINDS = (UNPARSEABLE, INPUT_FIELDS, TARGET_FIELDS, MISSING_TARGET, EMPTY_SEQUENC
 WHOLE_RECORD = "<record>"  # the `field` of an error about the record as a whole
 
 
-class BadRecordError(ValueError):
+class DataError(ValueError):
+    """Base of the errors about the user's data: a message of one line that names the file."""
+
+
+class BadRecordError(DataError):
     """A record that breaks the input contract.
 
     Attributes:
@@ -60,8 +67,26 @@ class BadRecordError(ValueError):
                              self.unit))
 
 
-class TooManyBadRecordsError(ValueError):
+class TooManyBadRecordsError(DataError):
     """A split skipped more records than `max_skipped_fraction` allows."""
+
+
+class DataFileError(DataError):
+    """A data file that cannot be read to its end; never skipped.
+
+    Attributes:
+      file: the file.
+      reason: what is wrong, in words (one line).
+      line: the 1-based line where it went wrong (text formats), 0 when not known or not a line.
+    """
+
+    def __init__(self, file: str, reason: str, line: int = 0):
+        self.file, self.reason, self.line = file, reason, line
+        where = f"line {line}: " if line else ""
+        super().__init__(f"{file}: {where}{reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.file, self.reason, self.line))
 
 
 class SkipTally:

@@ -9,6 +9,7 @@ values are typed lists); checking the values against the contract is `data.recor
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Dict
 
 import tensorflow as tf
@@ -36,6 +37,8 @@ class FieldNames:
 
 def decode(raw: RawRecord, names: FieldNames) -> Dict[str, Any]:
     """Returns the record as a dict, or raises `BadRecordError` (kind "unparseable")."""
+    if raw.error:
+        raise _bad(raw, raw.error)
     if raw.fmt == JSONL:
         return _decode_json(raw)
     if raw.fmt == CSV:
@@ -52,6 +55,11 @@ def _decode_json(raw: RawRecord) -> Dict[str, Any]:
         value = json.loads(raw.payload)
     except ValueError as e:
         raise _bad(raw, f"not valid JSON ({e})") from None
+    except RecursionError:
+        # The parser recurses once per nesting level; no record of the contract nests deeper
+        # than a few levels, so this is a bad record like any other, not a crash.
+        raise _bad(raw, "JSON nested too deeply to parse (more levels than Python's "
+                   f"recursion limit of {sys.getrecursionlimit()})") from None
     if not isinstance(value, dict):
         raise _bad(raw, f"expected a JSON object, got {type(value).__name__}")
     return value

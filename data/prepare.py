@@ -96,6 +96,7 @@ def prepare_data(config: DataConfig, model_dir: str, seed: int,
     Raises:
       BadRecordError: a bad record with `skip_bad_records` off.
       TooManyBadRecordsError: a split skipped more than `max_skipped_fraction`.
+      DataFileError: a file that cannot be read to its end (skipping or not).
       FileNotFoundError: a data pattern matches nothing.
       ValueError: no valid training records, or `model_dir` was prepared with other settings.
     """
