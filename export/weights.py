@@ -21,6 +21,14 @@ the backward direction reads each sequence reversed within its length; a layer's
 [fw, bw] concatenated; states stop updating past a sequence's length. Then the pooling
 (`pooling/...` for attention) and the head `head/kernel` [H', C'], `head/bias` [C'].
 Dropout is training-only and absent here.
+
+With a convolutional front end (`frontend` in the manifest, one entry per layer, in order):
+after normalisation (and, with `sequence_norm`, per-sequence z-normalisation over real steps,
+variance + 1e-6), each layer zeroes steps past the length, pads `left_padding` zeros on the
+left, and computes output j = ReLU(LN(sum_k x[j * stride + k] W[k] + bias)) with LN over
+channels (epsilon 1e-5, `gamma`, `beta`); the length becomes ceil(length / stride). The
+recurrence reads the last layer's outputs; with `frontend_branch` their mean over real steps is
+concatenated after the pooled recurrence outputs before the head.
 """
 
 from __future__ import annotations
@@ -102,6 +110,17 @@ def export_weights(model, output_dir: str) -> Dict[str, str]:
         arrays["input/feature_mean"] = np.asarray(config.feature_mean, np.float32)
         arrays["input/feature_std"] = np.asarray(config.feature_std or [1.0] * config.feature_dim,
                                                  np.float32)
+    frontend = []
+    if model.frontend is not None:
+        for index, (conv, norm) in enumerate(zip(model.frontend.convs, model.frontend.norms)):
+            prefix = f"frontend/conv{index}"
+            arrays[f"{prefix}/kernel"] = np.asarray(conv.kernel.numpy(), np.float32)  # [k, D, F]
+            arrays[f"{prefix}/bias"] = np.asarray(conv.bias.numpy(), np.float32)
+            arrays[f"{prefix}/gamma"] = np.asarray(norm.gamma.numpy(), np.float32)
+            arrays[f"{prefix}/beta"] = np.asarray(norm.beta.numpy(), np.float32)
+            frontend.append({"prefix": prefix, "stride": model.frontend.strides[index],
+                             "kernel_size": model.frontend.kernel_size,
+                             "left_padding": (model.frontend.kernel_size - 1) // 2})
     for variable in model.pooling.weights:
         arrays["pooling/" + "/".join(variable.path.split("/")[-2:])] = np.asarray(variable.numpy())
     arrays["head/kernel"] = np.asarray(model.head.dense.kernel.numpy(), np.float32)
@@ -115,6 +134,8 @@ def export_weights(model, output_dir: str) -> Dict[str, str]:
         "forget_bias_in_bias": config.cell == "lstm",
         "input_kind": "tokens" if config.uses_tokens else "features",
         "pooling": config.pooling, "head": config.resolved_head,
+        "sequence_norm": config.uses_sequence_norm,
+        "frontend": frontend, "frontend_branch": model.branch_pooling is not None,
         "layers": layers,
         "shapes": {key: list(value.shape) for key, value in sorted(arrays.items())},
         "equations": EQUATIONS[config.cell],

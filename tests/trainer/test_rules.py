@@ -1,0 +1,94 @@
+"""Defaults decided from the data (trainer/rules.py, the step and hold-out rules): unit rules,
+and one CLI run on long univariate series, where they switch on the front end and
+per-sequence normalisation, train on every record, and the export is verified with them."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data.spec import DataSpec
+from trainer import rules
+from trainer.config import Config
+from models.config import ModelConfig
+
+
+def _spec(median, feature_dim=1, kind="features"):
+    quantiles = tuple([max(1, median // 2)] * 5 + [median] + [median * 2] * 5)
+    return DataSpec(input_kind=kind, target_kind="label", labels=("a", "b"),
+                    feature_dim=feature_dim if kind == "features" else 0,
+                    vocab=("x",) if kind != "features" else (), length_quantiles=quantiles)
+
+
+@pytest.mark.parametrize("median,layers,stride", [
+    (15, 0, 1), (128, 0, 1), (129, 2, 4), (286, 2, 8), (865, 2, 16), (1460, 3, 32), (2000, 3, 32),
+    (20000, 5, 512)])
+def test_front_end_reads_about_64_steps_at_the_median(median, layers, stride):
+    assert rules.frontend_for(median) == (layers, stride)
+    if layers:
+        assert 32 < median / stride <= rules.RECURRENCE_TARGET_STEPS
+        assert ModelConfig(conv_layers=layers, conv_stride=stride).conv_strides  # buildable
+
+
+def test_resolve_fills_every_auto_field_and_says_why():
+    config, notes = rules.resolve(Config(), _spec(1460))
+    model = config.model
+    assert (model.conv_layers, model.conv_stride, model.sequence_norm) == (3, 32, "on")
+    assert model.conv_strides == (4, 4, 2)
+    assert len(notes) == 2 and "median training length 1460" in notes[0]
+    # Multivariate frames keep their training-set normalisation only; tokens never get it.
+    assert rules.resolve(Config(), _spec(1460, feature_dim=12))[0].model.sequence_norm == "off"
+    tokens = rules.resolve(Config(), _spec(865, kind="tokens"))[0].model
+    assert (tokens.conv_layers, tokens.conv_stride, tokens.sequence_norm) == (2, 16, "off")
+    short = rules.resolve(Config(), _spec(15, feature_dim=12))[0].model
+    assert (short.conv_layers, short.sequence_norm) == (0, "off")
+
+
+def test_a_value_the_user_gives_wins_over_the_rule():
+    user = Config(model=ModelConfig(conv_layers=0, sequence_norm="on"))
+    model = rules.resolve(user, _spec(2000))[0].model
+    assert (model.conv_layers, model.sequence_norm) == (0, "on")
+    model = rules.resolve(Config(model=ModelConfig(conv_stride=4)), _spec(2000))[0].model
+    assert (model.conv_layers, model.conv_stride) == (3, 4)
+    # A front end asked for on short sequences keeps every step.
+    model = rules.resolve(Config(model=ModelConfig(conv_layers=1)), _spec(20))[0].model
+    assert (model.conv_layers, model.conv_stride) == (1, 1)
+    tagging = Config(model=ModelConfig(target_kind="tags"))
+    assert rules.resolve(tagging, _spec(2000))[0].model.conv_layers == 0
+
+
+def _series(path, n, length, seed):
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, length)
+    with open(path, "w") as f:
+        for i in range(n):
+            label = i % 2
+            wave = np.sin(2 * np.pi * (3 + 4 * label) * t) * rng.uniform(1, 5) + rng.uniform(-9, 9)
+            f.write(json.dumps({"id": i, "label": f"c{label}",
+                                "features": [[round(float(v), 4)] for v in wave]}) + "\n")
+    return str(path)
+
+
+def test_long_series_run_uses_the_rules_and_exports_a_verified_model(tmp_path):
+    train = _series(tmp_path / "train.jsonl", 24, 300, seed=0)
+    test = _series(tmp_path / "test.jsonl", 10, 300, seed=1)
+    model_dir = tmp_path / "model"
+    command = [sys.executable, "-m", "trainer.task", "--train-data", train, "--test-data", test,
+               "--model-dir", str(model_dir), "--max-steps", "4", "--hidden-units", "8",
+               "--conv-filters", "8", "--seed", "3"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    log = result.stdout + result.stderr
+    assert "auto: conv front end: 2 layers, total stride 8" in log
+    assert "eval_fraction=auto: no hold-out" in log
+    config = json.loads((model_dir / "config.json").read_text())["model"]
+    assert (config["conv_layers"], config["conv_stride"], config["sequence_norm"]) == (2, 8, "on")
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert "eval" not in metrics and metrics["test"]["examples"] == 10
+    assert metrics["best_checkpoint"].endswith("ckpt-4")  # no hold-out: the last weights
+    manifest = json.loads(next(model_dir.glob("export/[0-9]*/weights/weights.json")).read_text())
+    assert [layer["stride"] for layer in manifest["frontend"]] == [4, 2]
+    assert manifest["sequence_norm"] is True and manifest["frontend_branch"] is True
+    assert any(p.suffix == ".tflite" for p in model_dir.glob("export/[0-9]*/**/*"))
