@@ -10,6 +10,14 @@ import tensorflow as tf
 
 from models import build_model
 
+# Errors of reading a damaged checkpoint. IndexError: a data file cut short ("Read less bytes
+# than requested", raised by the Python reader, not as an OpError).
+_UNREADABLE = (tf.errors.OpError, AssertionError, ValueError, IndexError)
+# Errors that say nothing about the checkpoint and may pass: falling back past every checkpoint
+# would restart from step 0 and let `max_to_keep` delete the good ones, so they stop the run.
+_TRANSIENT = (tf.errors.PermissionDeniedError, tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+              tf.errors.ResourceExhaustedError, tf.errors.CancelledError, tf.errors.AbortedError)
+
 
 def checkpoint_step(path: str) -> int:
     """The step in a checkpoint prefix the trainer wrote (`.../ckpt-<step>`)."""
@@ -20,9 +28,12 @@ def _try_restore(checkpoint: tf.train.Checkpoint, path: str) -> bool:
     try:
         checkpoint.restore(path).assert_existing_objects_matched()
         return True
-    except (tf.errors.OpError, AssertionError, ValueError) as error:
-        logging.warning("checkpoint %s cannot be read (%s); trying the one before", path,
-                        str(error).splitlines()[0][:300])
+    except _TRANSIENT:
+        raise
+    except _UNREADABLE as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
+        logging.warning("checkpoint %s cannot be read (%s: %s); trying the one before", path,
+                        type(error).__name__, reason)
         return False
 
 

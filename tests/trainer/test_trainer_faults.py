@@ -1,0 +1,110 @@
+"""Faults injected through the command line, in real subprocesses with real signals and files:
+SIGTERM (a preempted VM), a truncated checkpoint, a damaged or missing `checkpoint` state file,
+what a crash during a save leaves behind, and errors. Each test asserts what the user needs:
+nothing trained is lost (the run ends with the weights of an uninterrupted run, bitwise), and
+what happened is said in one line.
+
+One uninterrupted run (`straight`) is shared: the fault tests copy its model dir, damage the
+copy, run the same command again and compare the final checkpoint with the original's.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer_testlib import command, model_weights, tiny_data, tiny_flags
+
+STEPS = 160
+STEPS_PER_EPOCH = 68  # 270 training records, batch 4: long chunks, for SIGTERM to land inside one
+SAVE_EVERY = 20
+RESUME_AT = 100  # where the copies of the uninterrupted run are cut back to
+
+
+def _flags(data, model_dir, **overrides):
+    # Dropout on (the checkpointed RNG matters) and exact determinism, as in test_trainer_resume.
+    values = dict(max_steps=STEPS, batch_size=4, save_checkpoints_steps=SAVE_EVERY, eval_every_steps=40,
+                  keep_checkpoint_max=100, input_keep_prob=0.8, output_keep_prob=0.8,
+                  op_determinism=True, deterministic=True)
+    values.update(overrides)
+    return tiny_flags(*data, model_dir, **values)
+
+
+def _env(**extra):
+    env = {key: value for key, value in os.environ.items() if key != "SEQTRAIN_DEBUG"}
+    env["PYTHONUNBUFFERED"] = "1"  # the test reads "epoch N" lines as they are printed
+    env.update(extra)
+    return env
+
+
+def _run(flags, expect: int = 0, env=None, timeout=300):
+    result = subprocess.run(command(flags), capture_output=True, text=True, timeout=timeout,
+                            env=env or _env())
+    assert result.returncode == expect, (result.returncode, result.stdout[-2000:], result.stderr[-4000:])
+    return result
+
+
+def _steps(checkpoint_dir) -> list:
+    return sorted(int(p.name[5:-6]) for p in checkpoint_dir.glob("ckpt-*.index"))
+
+
+def _assert_same_weights(expected_prefix, actual_prefix):
+    expected, actual = model_weights(str(expected_prefix)), model_weights(str(actual_prefix))
+    assert expected.keys() == actual.keys() and expected
+    for name in expected:
+        np.testing.assert_array_equal(expected[name], actual[name], err_msg=name)
+
+
+def _no_traceback(stderr: str):
+    assert "Traceback" not in stderr, stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_data(tmp_path_factory.mktemp("data"), train_every=1)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, data):
+    """The model dir of an uninterrupted run: ckpt-20, ckpt-40, ... ckpt-160."""
+    model_dir = tmp_path_factory.mktemp("straight") / "model"
+    _run(_flags(data, model_dir))
+    assert _steps(model_dir / "checkpoints") == list(range(SAVE_EVERY, STEPS + 1, SAVE_EVERY))
+    return model_dir
+
+
+# Checkpoint files: a damaged copy of the straight run, run again.
+def _copy_back_to(straight, tmp_path, step: int):
+    """A copy of the straight run's model dir as a run killed right after saving `step` left it."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(straight, model_dir)
+    for path in (model_dir / "checkpoints").glob("ckpt-*"):
+        if int(re.match(r"ckpt-(\d+)", path.name).group(1)) > step:
+            path.unlink()
+    kept = [f"ckpt-{s}" for s in range(SAVE_EVERY, step + 1, SAVE_EVERY)]
+    now = time.time()  # the state file as CheckpointManager writes it, save times included
+    tf.compat.v1.train.update_checkpoint_state(
+        str(model_dir / "checkpoints"), kept[-1], kept, last_preserved_timestamp=now - 1000,
+        all_model_checkpoint_timestamps=[now - len(kept) + i for i in range(len(kept))])
+    return model_dir
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_one_before(tmp_path, straight, data):
+    model_dir = tmp_path / "model"
+    shutil.copytree(straight, model_dir)
+    data_file = model_dir / "checkpoints" / f"ckpt-{STEPS}.data-00000-of-00001"
+    os.truncate(data_file, data_file.stat().st_size // 2)
+
+    result = _run(_flags(data, model_dir))
+    assert f"ckpt-{STEPS} cannot be read (IndexError" in result.stderr
+    assert f"ckpt-{STEPS - SAVE_EVERY} at step {STEPS - SAVE_EVERY}" in result.stderr
+    # It trained the last steps again and overwrote the damaged checkpoint with the same weights.
+    _assert_same_weights(straight / "checkpoints" / f"ckpt-{STEPS}",
+                         model_dir / "checkpoints" / f"ckpt-{STEPS}")
+
+
