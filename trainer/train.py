@@ -175,10 +175,10 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
         model=model, optimizer=optimizer, step=step, rng=rng, iterators=iterators,
         best_value=best_value, best_step=best_step,
         evals_without_improvement=evals_without_improvement, stopped_early=stopped_early)
-    manager = tf.train.CheckpointManager(checkpoint, worker.checkpoint_dir(model_dir),
-                                         max_to_keep=tc.keep_checkpoint_max, step_counter=step)
+    manager = checkpoints.open_manager(checkpoint, worker.checkpoint_dir(model_dir),
+                                       max_to_keep=tc.keep_checkpoint_max, step_counter=step)
     best_checkpoint = tf.train.Checkpoint(model=model)  # its file name carries the step
-    best_manager = tf.train.CheckpointManager(
+    best_manager = checkpoints.open_manager(
         best_checkpoint, tf.io.gfile.join(work_dir, "best"), max_to_keep=1, step_counter=step)
     if worker.num_workers > 1:
         restored = checkpoints.restore_agreed(

@@ -108,3 +108,43 @@ def test_truncated_newest_checkpoint_falls_back_to_the_one_before(tmp_path, stra
                          model_dir / "checkpoints" / f"ckpt-{STEPS}")
 
 
+def _garbage(path):
+    path.write_bytes(bytes(range(128, 256)) * 4)
+
+
+def _cut(path):
+    text = path.read_bytes()
+    path.write_bytes(text[: len(text) // 2])
+
+
+def _delete(path):
+    path.unlink()
+
+
+def _without_timestamps(path):
+    # What another tool (or a hand edit) writes: paths only.
+    kept = range(SAVE_EVERY, RESUME_AT + 1, SAVE_EVERY)
+    path.write_text("".join(f'all_model_checkpoint_paths: "ckpt-{s}"\n' for s in kept)
+                    + f'model_checkpoint_path: "ckpt-{RESUME_AT}"\n')
+
+
+@pytest.mark.parametrize("damage", [_garbage, _cut, _delete, _without_timestamps],
+                         ids=["garbage", "cut", "deleted", "no-timestamps"])
+def test_damaged_state_file_resumes_from_the_newest_checkpoint_file(tmp_path, straight, data, damage):
+    """The state file is rebuilt from the ckpt-*.index files: the run resumes at the newest, and
+    the manager owns the recovered checkpoints (keep_checkpoint_max deletes them as usual)."""
+    model_dir = _copy_back_to(straight, tmp_path, RESUME_AT)
+    damage(model_dir / "checkpoints" / "checkpoint")
+
+    result = _run(_flags(data, model_dir, keep_checkpoint_max=2))
+    assert "checkpoint state file" in result.stderr and "rewrote it" in result.stderr, result.stderr[-3000:]
+    assert f"ckpt-{RESUME_AT} at step {RESUME_AT}" in result.stderr
+    assert _steps(model_dir / "checkpoints") == [STEPS - SAVE_EVERY, STEPS]
+    state = tf.train.get_checkpoint_state(str(model_dir / "checkpoints"))
+    assert [p.rsplit("/", 1)[-1] for p in state.all_model_checkpoint_paths] == [
+        f"ckpt-{STEPS - SAVE_EVERY}", f"ckpt-{STEPS}"]
+    assert len(state.all_model_checkpoint_timestamps) == 2
+    _assert_same_weights(straight / "checkpoints" / f"ckpt-{STEPS}",
+                         model_dir / "checkpoints" / f"ckpt-{STEPS}")
+
+
