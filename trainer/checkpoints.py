@@ -22,6 +22,10 @@ from models import build_model
 CHECKPOINT_NAME = "ckpt"  # the CheckpointManager's default file prefix
 STATE_FILE = "checkpoint"
 _INDEX_FILE = re.compile(r"^ckpt-(\d+)\.index$")
+# What a save leaves when the process dies inside it: the shards' folder before they are merged
+# (`ckpt-N_temp/`; `ckpt-N.part-*` files on S3) and the state file's atomic-write temporary
+# (`checkpoint.tmp<hex>`). Nothing ever reads them.
+_UNFINISHED_SAVE = re.compile(r"^(ckpt-\d+(_temp.*|\.part-.*)|checkpoint\.tmp[0-9a-f]*)$")
 # Errors of reading a damaged checkpoint. IndexError: a data file cut short ("Read less bytes
 # than requested", raised by the Python reader, not as an OpError).
 _UNREADABLE = (tf.errors.OpError, AssertionError, ValueError, IndexError)
@@ -50,6 +54,28 @@ def list_checkpoints(directory: str) -> List[str]:
         if match:  # the glob also matches S3's `ckpt-N.part-....index` shards
             steps.append(int(match.group(1)))
     return [os.path.join(directory, f"{CHECKPOINT_NAME}-{step}") for step in sorted(steps)]
+
+
+def remove_unfinished_saves(directory: str) -> List[str]:
+    """Deletes what interrupted saves left in `directory` (see `_UNFINISHED_SAVE`); returns the names.
+
+    Call it before anything saves into `directory`: a save in progress has the same names.
+    """
+    if not tf.io.gfile.isdir(directory):
+        return []
+    removed = []
+    for name in map(_name, sorted(tf.io.gfile.listdir(directory))):
+        if not _UNFINISHED_SAVE.match(name):
+            continue
+        path = tf.io.gfile.join(directory, name)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
+        removed.append(name)
+    if removed:
+        logging.warning("removed what an interrupted save left in %s: %s", directory, ", ".join(removed))
+    return removed
 
 
 def _state_problem(directory: str, on_disk: List[str]) -> str:
@@ -110,7 +136,9 @@ def repair_state_file(directory: str) -> Tuple[List[str], str]:
 
 def open_manager(checkpoint: tf.train.Checkpoint, directory: str, **kwargs) -> tf.train.CheckpointManager:
     """A `tf.train.CheckpointManager(checkpoint, directory, **kwargs)` over a folder made sound first:
-    the state file rewritten (and logged) if it disagrees with the checkpoint files."""
+    leftovers of interrupted saves removed, the state file rewritten if it disagrees with the
+    checkpoint files (both logged)."""
+    remove_unfinished_saves(directory)
     repair_state_file(directory)
     return tf.train.CheckpointManager(checkpoint, directory, checkpoint_name=CHECKPOINT_NAME, **kwargs)
 

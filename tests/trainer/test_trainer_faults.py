@@ -148,3 +148,24 @@ def test_damaged_state_file_resumes_from_the_newest_checkpoint_file(tmp_path, st
                          model_dir / "checkpoints" / f"ckpt-{STEPS}")
 
 
+def test_leftovers_of_an_interrupted_save_are_removed(tmp_path, straight, data):
+    model_dir = _copy_back_to(straight, tmp_path, RESUME_AT)
+    leftovers = [model_dir / "checkpoints" / f"ckpt-{RESUME_AT + SAVE_EVERY}_temp",
+                 model_dir / "best" / f"ckpt-{RESUME_AT}_temp"]
+    for folder in leftovers:
+        folder.mkdir()
+        (folder / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 1000)
+        (folder / "part-00000-of-00001.index").write_bytes(b"\0" * 10)
+    state_temp = model_dir / "checkpoints" / "checkpoint.tmp0123456789abcdef"
+    state_temp.write_text("model_checkpoint_path: ")
+    leftovers.append(state_temp)
+
+    result = _run(_flags(data, model_dir))
+    assert result.stderr.count("removed what an interrupted save left") == 2, result.stderr[-3000:]
+    assert f"ckpt-{RESUME_AT} at step {RESUME_AT}" in result.stderr
+    assert not any(path.exists() for path in leftovers)
+    assert not list(model_dir.glob("**/*_temp*"))
+    _assert_same_weights(straight / "checkpoints" / f"ckpt-{STEPS}",
+                         model_dir / "checkpoints" / f"ckpt-{STEPS}")
+
+
