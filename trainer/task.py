@@ -18,6 +18,7 @@ from typing import List, Optional, Sequence
 
 
 from trainer import config as config_lib
+from trainer.preemption import Preempted
 
 _VERTEX_ENV = ("CLOUD_ML_JOB_ID", "CLOUD_ML_PROJECT_ID", "AIP_MODEL_DIR", "CLUSTER_SPEC")
 
@@ -87,7 +88,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = parse_config(argv)
     from trainer.train import train_and_evaluate  # after parsing: --help stays fast
 
-    train_and_evaluate(config)
+    try:
+        train_and_evaluate(config)
+    except Preempted as stopped:  # the loop logged its one line (step, checkpoint) already
+        return stopped.exit_code
     return 0
 
 

@@ -11,7 +11,9 @@ copy, run the same command again and compare the final checkpoint with the origi
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -165,6 +167,62 @@ def test_leftovers_of_an_interrupted_save_are_removed(tmp_path, straight, data):
     assert f"ckpt-{RESUME_AT} at step {RESUME_AT}" in result.stderr
     assert not any(path.exists() for path in leftovers)
     assert not list(model_dir.glob("**/*_temp*"))
+    _assert_same_weights(straight / "checkpoints" / f"ckpt-{STEPS}",
+                         model_dir / "checkpoints" / f"ckpt-{STEPS}")
+
+
+# Signals: sent to a running command once it prints "epoch N".
+def _signal_at_epoch(flags, epoch: int, signum, tmp_path, timeout=300):
+    """Starts a run, sends `signum` as soon as it prints "epoch <epoch>" (the start of that
+    epoch's first compiled chunk); returns (exit code, stderr, seconds from signal to exit)."""
+    stderr_path = tmp_path / f"stderr-{int(signum)}.txt"
+    with open(stderr_path, "w") as stderr:
+        process = subprocess.Popen(command(flags), stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                   env=_env())
+        watchdog = threading.Timer(timeout, process.kill)  # a hung run must not hang the test
+        watchdog.start()
+        try:
+            for line in process.stdout:
+                if line.strip() == f"epoch {epoch}":
+                    break
+            else:
+                pytest.fail(f"the run ended before epoch {epoch}: {stderr_path.read_text()[-3000:]}")
+            process.send_signal(signum)
+            signalled = time.time()
+            process.stdout.read()
+            returncode = process.wait(timeout=60)
+            return returncode, stderr_path.read_text(), time.time() - signalled
+        finally:
+            watchdog.cancel()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_sigterm_saves_at_the_chunk_in_flight_exits_143_and_the_resume_is_exact(tmp_path, data, straight):
+    """SIGTERM mid-chunk: one log line names the step and checkpoint, the process exits 143 within
+    seconds, and the same command resumes there and ends with the uninterrupted run's weights."""
+    model_dir = tmp_path / "model"
+    # No save, evaluation or log is due before the end: chunks run a whole epoch (68 steps), and
+    # any checkpoint before the end can only be SIGTERM's.
+    flags = _flags(data, model_dir, save_checkpoints_steps=1000, eval_every_steps=1000,
+                   log_step_count_steps=1000)
+    returncode, stderr, seconds = _signal_at_epoch(flags, 2, signal.SIGTERM, tmp_path)
+    assert returncode == 143, stderr[-4000:]
+    assert seconds < 20, f"took {seconds:.1f} s to exit after SIGTERM"
+    _no_traceback(stderr)
+    lines = [line for line in stderr.splitlines() if "stopped by SIGTERM" in line]
+    assert len(lines) == 1, stderr[-4000:]
+    match = re.search(r"stopped by SIGTERM at step (\d+): checkpoint (\S+);", lines[0])
+    assert match, lines[0]
+    stopped_at, checkpoint = int(match.group(1)), match.group(2)
+    assert checkpoint == str(model_dir / "checkpoints" / f"ckpt-{stopped_at}")
+    assert _steps(model_dir / "checkpoints") == [stopped_at]
+    # Stopped inside epoch 2's chunk (steps 68..136), not at its end: the compiled loop saw the flag.
+    assert STEPS_PER_EPOCH <= stopped_at < 2 * STEPS_PER_EPOCH, stopped_at
+
+    resumed = _run(flags)
+    assert f"resumed from {checkpoint} at step {stopped_at}" in resumed.stderr
     _assert_same_weights(straight / "checkpoints" / f"ckpt-{STEPS}",
                          model_dir / "checkpoints" / f"ckpt-{STEPS}")
 
