@@ -227,3 +227,35 @@ def test_sigterm_saves_at_the_chunk_in_flight_exits_143_and_the_resume_is_exact(
                          model_dir / "checkpoints" / f"ckpt-{STEPS}")
 
 
+def test_sigint_exits_130_in_one_line(tmp_path, data):
+    returncode, stderr, _ = _signal_at_epoch(_flags(data, tmp_path / "model"), 2, signal.SIGINT, tmp_path)
+    assert returncode == 130, stderr[-4000:]
+    _no_traceback(stderr)
+    assert stderr.rstrip().splitlines()[-1] == "interrupted"
+
+
+# Errors: what the user sees.
+def _bad_data(tmp_path, data):
+    train = tmp_path / "train.jsonl"
+    lines = open(data[0]).read().splitlines(True)
+    lines[2] = '{"features": [[1.0, 2.0], [3.0]], "label": "1"}\n'  # ragged: a bad record
+    train.write_text("".join(lines))
+    return str(train), data[1]
+
+
+def test_an_error_is_one_line_naming_the_file_and_record(tmp_path, data):
+    bad = _bad_data(tmp_path, data)
+    result = _run(_flags(bad, tmp_path / "model"), expect=1)
+    _no_traceback(result.stderr)
+    last = result.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("error: ") and f"{bad[0]}: line 3" in last, last
+    assert "SEQTRAIN_DEBUG=1" in last
+
+
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_debug_shows_the_traceback(tmp_path, data, how):
+    bad = _bad_data(tmp_path, data)
+    flags = _flags(bad, tmp_path / "model") + (["--debug"] if how == "flag" else [])
+    result = _run(flags, expect=1, env=_env(SEQTRAIN_DEBUG="1") if how == "env" else None)
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("error: ")
