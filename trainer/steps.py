@@ -3,11 +3,12 @@
 A batch is the flat dict `data.pipeline.make_dataset` yields; the steps see only its numeric
 entries (`model_keys`), so XLA never meets the string `id` column.
 
-`TrainLoop(num_steps)` runs `num_steps` optimizer steps inside one `tf.function`: it pulls the
-batches from the (checkpointable) iterators, draws each micro-batch's dropout seed from the
-checkpointed `tf.random.Generator`, and keeps its running numbers (loss sum, sequences, tokens,
-the first non-finite step) in variables that the loop reads only when it logs. So a step costs no
-Python and no device-to-host copy, and a resumed run draws exactly what it would have drawn.
+`TrainLoop(num_steps)` runs `num_steps` optimizer steps (fewer once its `stop` flag is set)
+inside one `tf.function`: it pulls the batches from the (checkpointable) iterators, draws each
+micro-batch's dropout seed from the checkpointed `tf.random.Generator`, and keeps its running
+numbers (loss sum, sequences, tokens, the first non-finite step) in variables that the loop reads
+only when it logs. So a step costs no Python and no device-to-host copy, and a resumed run draws
+exactly what it would have drawn.
 
 One optimizer step = `grad_accum_steps` micro-batches on every replica. Gradients are of the
 weighted loss *sums*; the sum of example weights is all-reduced over replicas and micro-batches,
@@ -104,12 +105,15 @@ class TrainLoop:
       element_spec: the training dataset's element spec (fixes the step's input signature).
       grad_accum_steps: micro-batches per optimizer step.
       jit_compile: compile the per-replica gradient computation with XLA.
+      stop: a bool variable read before every step, or None; once it is True the chunk ends
+        early (SIGTERM, `trainer.preemption`), after the step in flight.
     """
 
     def __init__(self, model, optimizer, head: str, *, strategy, iterators: Sequence, rng, step,
                  clip_norm: float, label_smoothing: float, class_weights, element_spec,
-                 grad_accum_steps: int = 1, jit_compile: bool = False):
+                 grad_accum_steps: int = 1, jit_compile: bool = False, stop=None):
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
+        self._stop = stop
         self.iterators, self.rng, self.step = list(iterators), rng, step
         self.stats = LoopStats()
         self._accum = grad_accum_steps
@@ -145,6 +149,9 @@ class TrainLoop:
 
     def _run(self, num_steps):
         for _ in tf.range(num_steps):
+            if self._stop is not None:  # decided when tracing: no read at all without a flag
+                if self._stop.read_value():
+                    break
             batches = [self._next_batch() for _ in range(self._accum)]
             seeds = [self.rng.make_seeds(1)[:, 0] for _ in range(self._accum)]
             outputs = self.strategy.run(self._replica_step, args=(batches, seeds))

@@ -5,6 +5,10 @@ Every config field is a flag (`--hidden-units 64`, `--bucketing/--no-bucketing`)
 reads a YAML or JSON file first and flags override it. `--job-dir` is an alias of `--model-dir`
 (Vertex AI passes it). Unknown flags are an error, except inside a Vertex AI job, where the
 service may add its own: there they are logged and ignored.
+
+A failure prints one line (what went wrong, from the error itself, which names the file or record
+where it knows them) and exits 1; Ctrl-C exits 130; SIGTERM during training exits 143 after a
+checkpoint (`trainer.preemption`). `--debug` or `SEQTRAIN_DEBUG=1` also prints the traceback.
 """
 
 from __future__ import annotations
@@ -13,13 +17,25 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
 import sys
+import traceback
 from typing import List, Optional, Sequence
 
 
 from trainer import config as config_lib
+from trainer.preemption import Preempted
 
 _VERTEX_ENV = ("CLOUD_ML_JOB_ID", "CLOUD_ML_PROJECT_ID", "AIP_MODEL_DIR", "CLUSTER_SPEC")
+DEBUG_FLAG, DEBUG_ENV = "--debug", "SEQTRAIN_DEBUG"
+EXIT_ERROR, EXIT_INTERRUPTED = 1, 130  # 130 = 128 + SIGINT, what a shell reports for Ctrl-C
+# What to try, for errors whose own message rarely says it (matched on the class name, so that
+# TensorFlow's NotFoundError and Python's FileNotFoundError share a hint without importing TF).
+_HINTS = (
+    (("FileNotFoundError", "NotFoundError"), "check the path (and, for gs://, the bucket and object name)"),
+    (("PermissionError", "PermissionDeniedError"), "check read/write access to that path"),
+    (("MemoryError", "ResourceExhaustedError"), "try a smaller --batch-size, --hidden-units or --max-length"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="YAML or JSON file setting any config field; flags override it")
     parser.add_argument("--job-dir", dest="model_dir", help="alias of --model-dir (set by Vertex AI)")
+    parser.add_argument(DEBUG_FLAG, action="store_true", dest="debug",
+                        help=f"print the full traceback of an error (or set {DEBUG_ENV}=1)")
     for section, field in config_lib.flag_fields():
         flag = "--" + field.name.replace("_", "-")
         # Vertex AI's tuning service passes `--<parameterId>`, usually spelled with underscores.
@@ -65,6 +83,7 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> config_lib.Config:
         else:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     values = vars(args)
+    values.pop("debug", None)  # read by main, not a config field
     file_values = _read_config_file(values.pop("config")) if "config" in values else {}
     base = config_lib.from_dict(file_values)
     updates = {name: {} for name in config_lib.SECTIONS}
@@ -76,14 +95,52 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> config_lib.Config:
     })
 
 
+def describe(error: BaseException) -> str:
+    """One line for the user: the error's first line, its kind, and a hint where one is known."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    # TensorFlow prefixes op errors with the function that ran the op: noise to the user.
+    message = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", lines[0]) if lines else ""
+    if len(message) > 400:
+        message = message[:400] + " ..."
+    kind = type(error).__name__
+    names = {cls.__name__ for cls in type(error).__mro__}
+    hint = next((text for classes, text in _HINTS if names & set(classes)), "")
+    text = f"error: {message} ({kind})" if message else f"error: {kind}"
+    return text + (f"; {hint}" if hint else "") + f" [{DEBUG_FLAG} or {DEBUG_ENV}=1 shows the traceback]"
+
+
+def _debugging(argv: List[str]) -> bool:
+    return DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Runs the command; returns its exit code. Errors become one line on stderr (see the module
+    docstring); SystemExit (argparse's usage errors, --help) passes through untouched."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # per-save INFO lines drown the progress
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debugging(argv)
+    try:
+        return _run(argv)
+    except Preempted as stopped:  # the loop logged its one line (step, checkpoint) already
+        return stopped.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - the one place where any error becomes one line
+        if debug:
+            traceback.print_exc()
+        print(describe(error), file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _run(argv: List[str]) -> int:
     if "--tune" in argv:  # hyperparameter search: each trial is one run of this command
         from trainer import tune
 
-        return tune.main(argv)
+        return tune.main([arg for arg in argv if arg != DEBUG_FLAG])
     config = parse_config(argv)
     from trainer.train import train_and_evaluate  # after parsing: --help stays fast
 

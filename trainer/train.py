@@ -4,8 +4,9 @@ Top to bottom: pick the distribution strategy, prepare the data (or reuse the mo
 build the model and optimizer, restore the newest readable checkpoint (model, optimizer, step,
 RNG, data iterators and early-stopping state) or warm-start from another run, then train in
 compiled chunks that end wherever something is due: a log line, an evaluation (every epoch or
-`eval_every_steps`), a checkpoint, the end of an epoch. The best checkpoint is kept apart; at
-the end its weights are evaluated once on the test split and exported. What a step does lives
+`eval_every_steps`), a checkpoint, the end of an epoch. SIGTERM ends the chunk in flight, saves
+a checkpoint there and raises `preemption.Preempted`. The best checkpoint is kept apart; at the
+end its weights are evaluated once on the test split and exported. What a step does lives
 in `trainer.steps`; the strategy and who writes what in `trainer.distribution`.
 """
 
@@ -18,7 +19,7 @@ import math
 import os
 import sys
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 import keras
 import numpy as np
@@ -28,7 +29,7 @@ from data.pipeline import make_dataset
 from data.prepare import prepare_data
 from models import EvalMetrics, build_model
 from models.losses import class_weights_from_counts
-from trainer import checkpoints, distribution, report, rules, summaries
+from trainer import checkpoints, distribution, preemption, report, rules, summaries
 from trainer.config import (AUTO_EPOCH_SEQUENCES, AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS, AUTO_MIN_STEPS,
                             XLA_AUTO_MIN_TOKENS, Config)
 from trainer.optimization import make_optimizer
@@ -188,10 +189,10 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
         model=model, optimizer=optimizer, step=step, rng=rng, iterators=iterators,
         best_value=best_value, best_step=best_step,
         evals_without_improvement=evals_without_improvement, stopped_early=stopped_early)
-    manager = tf.train.CheckpointManager(checkpoint, worker.checkpoint_dir(model_dir),
-                                         max_to_keep=tc.keep_checkpoint_max, step_counter=step)
+    manager = checkpoints.open_manager(checkpoint, worker.checkpoint_dir(model_dir),
+                                       max_to_keep=tc.keep_checkpoint_max, step_counter=step)
     best_checkpoint = tf.train.Checkpoint(model=model)  # its file name carries the step
-    best_manager = tf.train.CheckpointManager(
+    best_manager = checkpoints.open_manager(
         best_checkpoint, tf.io.gfile.join(work_dir, "best"), max_to_keep=1, step_counter=step)
     if worker.num_workers > 1:
         restored = checkpoints.restore_agreed(
@@ -203,6 +204,8 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     elif tc.warm_start_from:
         checkpoints.warm_start(model, tc.warm_start_from, tc.warm_start_vars, mc)
 
+    # Multi-worker: the workers must stop at one step, so only between chunks (see StopSignal).
+    stop_signal = preemption.StopSignal(in_loop=worker.num_workers == 1)
     class_weights = (None if mc.class_weighting == "none" else tf.constant(class_weights_from_counts(
         mc.class_counts, mc.class_weighting, head=mc.resolved_head, num_examples=mc.num_train_examples),
         tf.float32))
@@ -210,7 +213,8 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
         model, optimizer, mc.resolved_head, strategy=strategy, iterators=iterators, rng=rng, step=step,
         clip_norm=tc.clip_norm, label_smoothing=mc.label_smoothing, class_weights=class_weights,
         element_spec=train_datasets[0].element_spec, grad_accum_steps=tc.grad_accum_steps,
-        jit_compile=use_xla(tc.jit_compile, total_steps * global_batch * rules.median_length(spec)))
+        jit_compile=use_xla(tc.jit_compile, total_steps * global_batch * rules.median_length(spec)),
+        stop=stop_signal.variable)
     eval_step = make_eval_step(model, mc.resolved_head, element_spec=train_datasets[0].element_spec)
     writers = summaries.Writers(model_dir, enabled=worker.is_chief)
     writers.skipped_records(prepared, step=int(step))
@@ -218,8 +222,8 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
 
     def save(checkpoint_number: int) -> None:
         manager.save(checkpoint_number=checkpoint_number)
-        save.last = time.time()
-    save.last = time.time()
+        save.last, save.step = time.time(), checkpoint_number
+    save.last, save.step = time.time(), None
 
     history = []
     trained_steps = 0
@@ -231,60 +235,68 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
               f"model dir {model_dir}")
     loop_started = time.time()
     periods = (tc.log_step_count_steps, eval_every if eval_ds is not None else 0, save_every, steps_per_epoch)
-    while int(step) < total_steps and not bool(stopped_early):
-        current = int(step)
-        if progbar is None or current % steps_per_epoch == 0:
-            progbar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "seq/s", "tok/s"],
-                                          verbose=(1 if sys.stdout.isatty() else 2) if worker.is_chief else 0)
-            if worker.is_chief:
-                print(f"epoch {current // steps_per_epoch + 1}")
-        started = time.perf_counter()
-        train_loop(_next_stop(current, total_steps, periods) - current)
-        stats = train_loop.stats.read_and_reset()  # the one host sync of the chunk
-        window.add(stats["sequences"], stats["tokens"], time.perf_counter() - started, stats["padding_share"])
-        bad_step = int(train_loop.stats.nonfinite_step.numpy())
-        if bad_step >= 0:  # checked before any save, so a NaN is never checkpointed
-            raise FloatingPointError(
-                f"loss became NaN or Inf at step {bad_step}; nothing was saved after it, the last good "
-                f"checkpoint is {manager.latest_checkpoint or '(none yet)'}")
-        trained_steps += int(step) - current
-        current = int(step)
-        progbar.update((current - 1) % steps_per_epoch + 1, values=[
-            ("loss", stats["loss"]), ("seq/s", window.sequences_per_second()),
-            ("tok/s", window.tokens_per_second())])
-        if current % tc.log_step_count_steps == 0 or current == total_steps:
-            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-                stats["loss_scale"] = float(optimizer.dynamic_scale)
-                # Steps whose scaled gradients overflowed were skipped: they never reached the inner optimizer.
-                stats["overflow_skipped_steps"] = current - int(optimizer.inner_optimizer.iterations)
-            writers.train(stats, float(optimizer.learning_rate), window, step=current)
-        if eval_ds is not None and (current % eval_every == 0 or current == total_steps):
-            result, metrics = evaluate(eval_step, eval_ds, mc, spec.labels)
-            writers.evaluation(result, metrics.confusion_matrix(), spec.labels, step=current)
-            tuning.report(result, current)
-            history.append({"step": current, **result})
-            value = result[tc.early_stopping_metric]
-            delta = (value - float(best_value)) if better else (float(best_value) - value)
-            if delta > tc.early_stopping_min_delta or int(best_step) < 0:
-                best_value.assign(value)
-                best_step.assign(current)
-                evals_without_improvement.assign(0)
+    with stop_signal:  # SIGTERM: save at the end of the chunk in flight and exit
+        while int(step) < total_steps and not bool(stopped_early):
+            current = int(step)
+            if progbar is None or current % steps_per_epoch == 0:
+                verbose = (1 if sys.stdout.isatty() else 2) if worker.is_chief else 0
+                progbar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "seq/s", "tok/s"],
+                                              verbose=verbose)
                 if worker.is_chief:
-                    best_manager.save(checkpoint_number=current)
-            else:
-                evals_without_improvement.assign_add(1)
-            if worker.is_chief:
-                print(f"  eval step {current}: " + report.format_metrics(result) +
-                      f" (best {tc.early_stopping_metric} {float(best_value):.4f} at step {int(best_step)})")
-            if tc.early_stopping_patience and int(evals_without_improvement) >= tc.early_stopping_patience:
-                stopped_early.assign(True)
+                    print(f"epoch {current // steps_per_epoch + 1}")
+            started = time.perf_counter()
+            train_loop(_next_stop(current, total_steps, periods) - current)
+            stats = train_loop.stats.read_and_reset()  # the one host sync of the chunk
+            window.add(stats["sequences"], stats["tokens"], time.perf_counter() - started,
+                       stats["padding_share"])
+            bad_step = int(train_loop.stats.nonfinite_step.numpy())
+            if bad_step >= 0:  # checked before any save, so a NaN is never checkpointed
+                raise FloatingPointError(
+                    f"loss became NaN or Inf at step {bad_step}; nothing was saved after it, the last good "
+                    f"checkpoint is {manager.latest_checkpoint or '(none yet)'}")
+            trained_steps += int(step) - current
+            current = int(step)
+            progbar.update((current - 1) % steps_per_epoch + 1, values=[
+                ("loss", stats["loss"]), ("seq/s", window.sequences_per_second()),
+                ("tok/s", window.tokens_per_second())])
+            if current % tc.log_step_count_steps == 0 or current == total_steps:
+                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                    stats["loss_scale"] = float(optimizer.dynamic_scale)
+                    # Steps whose scaled gradients overflowed were skipped: they never reached the
+                    # inner optimizer.
+                    stats["overflow_skipped_steps"] = current - int(optimizer.inner_optimizer.iterations)
+                writers.train(stats, float(optimizer.learning_rate), window, step=current)
+            if eval_ds is not None and (current % eval_every == 0 or current == total_steps):
+                result, metrics = evaluate(eval_step, eval_ds, mc, spec.labels)
+                writers.evaluation(result, metrics.confusion_matrix(), spec.labels, step=current)
+                tuning.report(result, current)
+                history.append({"step": current, **result})
+                value = result[tc.early_stopping_metric]
+                delta = (value - float(best_value)) if better else (float(best_value) - value)
+                if delta > tc.early_stopping_min_delta or int(best_step) < 0:
+                    best_value.assign(value)
+                    best_step.assign(current)
+                    evals_without_improvement.assign(0)
+                    if worker.is_chief:
+                        best_manager.save(checkpoint_number=current)
+                else:
+                    evals_without_improvement.assign_add(1)
                 if worker.is_chief:
-                    print(f"  early stop: no {tc.early_stopping_metric} improvement in "
-                          f"{tc.early_stopping_patience} evaluations")
-        secs_due = tc.save_checkpoints_secs > 0 and distribution.agree(
-            strategy, time.time() - save.last >= tc.save_checkpoints_secs)
-        if current % save_every == 0 or current == total_steps or bool(stopped_early) or secs_due:
-            save(current)
+                    print(f"  eval step {current}: " + report.format_metrics(result) + f" (best "
+                          f"{tc.early_stopping_metric} {float(best_value):.4f} at step {int(best_step)})")
+                patience = tc.early_stopping_patience
+                if patience and int(evals_without_improvement) >= patience:
+                    stopped_early.assign(True)
+                    if worker.is_chief:
+                        print(f"  early stop: no {tc.early_stopping_metric} improvement in "
+                              f"{tc.early_stopping_patience} evaluations")
+            secs_due = tc.save_checkpoints_secs > 0 and distribution.agree(
+                strategy, time.time() - save.last >= tc.save_checkpoints_secs)
+            if current % save_every == 0 or current == total_steps or bool(stopped_early) or secs_due:
+                save(current)
+            if distribution.agree(strategy, stop_signal.requested):
+                writers.flush()
+                raise _preempted(save, manager, restored, current, trained_steps)
     writers.flush()
     if trained_steps and not manager.latest_checkpoint:
         save(int(step))
@@ -294,6 +306,17 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     return _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_checkpoint,
                    best_value, best_step, stopped_early, step, trained_steps, window, history,
                    train_datasets[0])
+
+
+def _preempted(save, manager, restored: Optional[str], current: int, trained_steps: int) -> preemption.Preempted:
+    """After SIGTERM: saves step `current` unless it is saved already, logs one line, returns the
+    exception that ends the run (exit code 143 from the command line)."""
+    if trained_steps and save.step != current:
+        save(current)
+    path = manager.latest_checkpoint if trained_steps else restored
+    stopped = preemption.Preempted(current, path)
+    logging.warning("%s", stopped)
+    return stopped
 
 
 def _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_checkpoint, best_value,
