@@ -11,7 +11,7 @@ checked by cross-validation on the training splits of the development suite
 Rules (a user overrides any of them by giving the field a value):
   * conv front end (`conv_layers`, `conv_stride`): when the median training length is above
     `FRONTEND_MIN_LENGTH`, strided convolutions shorten every sequence so the recurrence reads
-    about `RECURRENCE_TARGET_STEPS` steps at the median (total stride a power of 2, at most 4
+    about `RECURRENCE_TARGET_STEPS` steps at the median (at least half that) (total stride a power of 2, at most 4
     per layer, at least 2 layers). Short sequences (speech frames, sentences) and tagging
     heads get none.
   * `sequence_norm`: per-sequence z-normalisation for univariate dense series (feature width
@@ -30,7 +30,7 @@ from trainer.config import Config
 # Median training length above which a convolutional front end shortens sequences.
 FRONTEND_MIN_LENGTH = 128
 # Steps the recurrence should read at the median length, after the front end.
-RECURRENCE_TARGET_STEPS = 64
+RECURRENCE_TARGET_STEPS = 150
 FRONTEND_MIN_LAYERS = 2
 
 

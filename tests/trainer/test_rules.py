@@ -23,25 +23,26 @@ def _spec(median, feature_dim=1, kind="features"):
 
 
 @pytest.mark.parametrize("median,layers,stride", [
-    (15, 0, 1), (128, 0, 1), (129, 2, 4), (286, 2, 8), (865, 2, 16), (1460, 3, 32), (2000, 3, 32),
-    (20000, 5, 512)])
-def test_front_end_reads_about_64_steps_at_the_median(median, layers, stride):
+    (15, 0, 1), (128, 0, 1), (129, 2, 2), (286, 2, 2), (865, 2, 8), (1460, 2, 16), (2000, 2, 16),
+    (20000, 4, 256)])
+def test_front_end_reads_about_150_steps_at_the_median(median, layers, stride):
     assert rules.frontend_for(median) == (layers, stride)
     if layers:
-        assert 32 < median / stride <= rules.RECURRENCE_TARGET_STEPS
+        assert median / stride <= rules.RECURRENCE_TARGET_STEPS
+        assert median / stride > rules.RECURRENCE_TARGET_STEPS / 2 or stride == 2
         assert ModelConfig(conv_layers=layers, conv_stride=stride).conv_strides  # buildable
 
 
 def test_resolve_fills_every_auto_field_and_says_why():
     config, notes = rules.resolve(Config(), _spec(1460))
     model = config.model
-    assert (model.conv_layers, model.conv_stride, model.sequence_norm) == (3, 32, "on")
-    assert model.conv_strides == (4, 4, 2)
+    assert (model.conv_layers, model.conv_stride, model.sequence_norm) == (2, 16, "on")
+    assert model.conv_strides == (4, 4)
     assert len(notes) == 2 and "median training length 1460" in notes[0]
     # Multivariate frames keep their training-set normalisation only; tokens never get it.
     assert rules.resolve(Config(), _spec(1460, feature_dim=12))[0].model.sequence_norm == "off"
     tokens = rules.resolve(Config(), _spec(865, kind="tokens"))[0].model
-    assert (tokens.conv_layers, tokens.conv_stride, tokens.sequence_norm) == (2, 16, "off")
+    assert (tokens.conv_layers, tokens.conv_stride, tokens.sequence_norm) == (2, 8, "off")
     short = rules.resolve(Config(), _spec(15, feature_dim=12))[0].model
     assert (short.conv_layers, short.sequence_norm) == (0, "off")
 
@@ -51,7 +52,7 @@ def test_a_value_the_user_gives_wins_over_the_rule():
     model = rules.resolve(user, _spec(2000))[0].model
     assert (model.conv_layers, model.sequence_norm) == (0, "on")
     model = rules.resolve(Config(model=ModelConfig(conv_stride=4)), _spec(2000))[0].model
-    assert (model.conv_layers, model.conv_stride) == (3, 4)
+    assert (model.conv_layers, model.conv_stride) == (2, 4)
     # A front end asked for on short sequences keeps every step.
     model = rules.resolve(Config(model=ModelConfig(conv_layers=1)), _spec(20))[0].model
     assert (model.conv_layers, model.conv_stride) == (1, 1)
@@ -81,14 +82,14 @@ def test_long_series_run_uses_the_rules_and_exports_a_verified_model(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     log = result.stdout + result.stderr
-    assert "auto: conv front end: 2 layers, total stride 8" in log
+    assert "auto: conv front end: 2 layers, total stride 2" in log
     assert "eval_fraction=auto: no hold-out" in log
     config = json.loads((model_dir / "config.json").read_text())["model"]
-    assert (config["conv_layers"], config["conv_stride"], config["sequence_norm"]) == (2, 8, "on")
+    assert (config["conv_layers"], config["conv_stride"], config["sequence_norm"]) == (2, 2, "on")
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert "eval" not in metrics and metrics["test"]["examples"] == 10
     assert metrics["best_checkpoint"].endswith("ckpt-4")  # no hold-out: the last weights
     manifest = json.loads(next(model_dir.glob("export/[0-9]*/weights/weights.json")).read_text())
-    assert [layer["stride"] for layer in manifest["frontend"]] == [4, 2]
+    assert [layer["stride"] for layer in manifest["frontend"]] == [2, 1]
     assert manifest["sequence_norm"] is True and manifest["frontend_branch"] is True
     assert any(p.suffix == ".tflite" for p in model_dir.glob("export/[0-9]*/**/*"))
