@@ -22,6 +22,10 @@ import sys
 import traceback
 from typing import List, Optional, Sequence
 
+# TensorFlow's C++ start-up chatter (cuInit failures on CPU machines, oneDNN notes) stays out
+# unless the user sets TF_CPP_MIN_LOG_LEVEL; it must be set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 
 from trainer import config as config_lib
 from trainer.preemption import Preempted
@@ -117,7 +121,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Runs the command; returns its exit code. Errors become one line on stderr (see the module
     docstring); SystemExit (argparse's usage errors, --help) passes through untouched."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # per-save INFO lines drown the progress
+    # Per-save INFO lines ("Sharding callback duration", through absl) drown the progress.
+    for name in ("tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debugging(argv)
     try:
