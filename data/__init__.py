@@ -18,16 +18,25 @@ Imports: TensorFlow, numpy and the standard library only; never `models`, `train
 (data flows data -> models -> trainer -> export). All file access goes through `tf.io.gfile`.
 """
 
-from data.bad_records import BadRecordError, DataError, DataFileError, TooManyBadRecordsError
-from data.config import DataConfig, bundled_paths
-from data.pipeline import make_dataset
-from data.prepare import PreparedData, SplitInfo, prepare_data, prepare_files
-from data.spec import DataSpec
-from data.tokenizer import make_token_lookup, tokenize
+import importlib
 
-__all__ = [
-    "BadRecordError", "DataError", "DataFileError", "TooManyBadRecordsError", "DataConfig",
-    "bundled_paths", "make_dataset",
-    "PreparedData", "SplitInfo", "prepare_data", "prepare_files", "DataSpec",
-    "make_token_lookup", "tokenize",
-]
+# Loaded on first use (PEP 562), so that `data.config` (the flags) imports without TensorFlow:
+# `python -m trainer.task --help` stays fast.
+_EXPORTS = {
+    "data.bad_records": ("BadRecordError", "DataError", "DataFileError", "TooManyBadRecordsError"),
+    "data.config": ("DataConfig", "bundled_paths"),
+    "data.pipeline": ("make_dataset",),
+    "data.prepare": ("PreparedData", "SplitInfo", "prepare_data", "prepare_files"),
+    "data.spec": ("DataSpec",),
+    "data.tokenizer": ("make_token_lookup", "tokenize"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = list(_MODULE_OF)
+
+
+def __getattr__(name):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value

@@ -4,24 +4,25 @@
 imports `data`, `trainer` or `export`. Everything data-dependent arrives through `ModelConfig`.
 """
 
-from models.classifier import SequenceClassifier, build_model
-from models.config import ModelConfig
-from models.heads import HEADS, class_ids, prior_bias, probabilities
-from models.losses import class_weights_from_counts, compute_loss, loss_terms
-from models.metrics import EvalMetrics
-from models.pooling import POOLINGS
+import importlib
 
-__all__ = [
-    "HEADS",
-    "POOLINGS",
-    "EvalMetrics",
-    "ModelConfig",
-    "SequenceClassifier",
-    "build_model",
-    "class_ids",
-    "class_weights_from_counts",
-    "compute_loss",
-    "loss_terms",
-    "prior_bias",
-    "probabilities",
-]
+# Loaded on first use (PEP 562), so that `models.config` (the flags) imports without TensorFlow:
+# `python -m trainer.task --help` stays fast.
+_EXPORTS = {
+    "models.classifier": ("SequenceClassifier", "build_model"),
+    "models.config": ("ModelConfig",),
+    "models.heads": ("HEADS", "class_ids", "prior_bias", "probabilities"),
+    "models.losses": ("class_weights_from_counts", "compute_loss", "loss_terms"),
+    "models.metrics": ("EvalMetrics",),
+    "models.pooling": ("POOLINGS",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value

@@ -10,10 +10,10 @@ config is written into the model dir as `config.json`, so every run can be repro
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import re
 from typing import Any, Dict
-
-import tensorflow as tf
 
 from data.config import DataConfig
 from models.config import ModelConfig
@@ -158,18 +158,24 @@ class Config:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
 
     def save(self, model_dir: str) -> None:
+        import tensorflow as tf  # here, not at the top: flag parsing (--help) runs without TF
+
         tf.io.gfile.makedirs(model_dir)
         with tf.io.gfile.GFile(tf.io.gfile.join(model_dir, CONFIG_FILE), "w") as f:
             json.dump(self.to_dict(), f, indent=1, sort_keys=True)
 
     @classmethod
     def load(cls, model_dir: str) -> "Config":
+        import tensorflow as tf
+
         with tf.io.gfile.GFile(tf.io.gfile.join(model_dir, CONFIG_FILE)) as f:
             return from_dict(json.load(f))
 
 
 def read_mapping_file(path: str):
     """The value a YAML (.yaml/.yml, safe-loaded) or JSON file holds, read through tf.io.gfile."""
+    import tensorflow as tf
+
     with tf.io.gfile.GFile(path) as f:
         text = f.read()
     if path.endswith((".yaml", ".yml")):
@@ -198,6 +204,43 @@ def flag_fields():
             if not field.metadata.get("derived", False):
                 fields.append((section, field))
     return fields
+
+
+# "  name: meaning" or "  a, b, c: shared meaning" inside an "Attributes...:" block.
+_ENTRY = re.compile(r"^(\s*)([a-z_][a-z0-9_]*(?:,\s*[a-z_][a-z0-9_]*)*):\s*(.*)$")
+
+
+def field_docs(cls) -> Dict[str, str]:
+    """{field name: its one-paragraph meaning} from the "Attributes:" blocks of `cls`'s docstring.
+
+    An entry may name several fields ("weight_field, id_field, length_field: ..."); its text is
+    every line indented deeper than the name, joined into one line. `--help` and the README's
+    flag table show these texts.
+    """
+    docs: Dict[str, str] = {}
+    names, indent, in_block = (), None, False
+    for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
+        stripped = line.strip()
+        if stripped.startswith("Attributes") and stripped.endswith(":"):
+            in_block, indent, names = True, None, ()
+            continue
+        if not in_block:
+            continue
+        if not stripped:
+            continue
+        depth = len(line) - len(line.lstrip())
+        match = _ENTRY.match(line)
+        if match and (indent is None or depth == indent):
+            indent = depth
+            names = tuple(name.strip() for name in match.group(2).split(","))
+            for name in names:
+                docs[name] = match.group(3).strip()
+        elif indent is not None and depth > indent:
+            for name in names:
+                docs[name] = (docs[name] + " " + stripped).strip()
+        else:  # back at or above the block's indentation: the block ended
+            in_block, names = False, ()
+    return docs
 
 
 def from_dict(values: Dict[str, Any]) -> Config:
