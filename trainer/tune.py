@@ -90,7 +90,7 @@ def direction_for(objective: str, direction: str) -> str:
 def explicit_fields(argv: Sequence[str]) -> List[str]:
     """Trainer fields the user set on the command line or in `--config`: those stay fixed."""
     args, _ = task.build_parser().parse_known_args(list(argv))
-    names = set(vars(args)) - {"config"}
+    names = set(vars(args)) - set(task.COMMAND_FLAGS)
     if "config" in vars(args):
         for key, value in task._read_config_file(args.config).items():
             if key in config_lib.SECTIONS and isinstance(value, dict):  # nested by section

@@ -1,8 +1,12 @@
 """Flag parsing: every config field is a flag, files and flags combine, unknown flags fail."""
 
 import json
-import re
+import logging
+import os
 import pathlib
+import re
+import subprocess
+import sys
 
 import pytest
 
@@ -121,3 +125,76 @@ def test_num_epochs_zero_adapts_to_the_number_of_training_sequences():
     assert training_steps(auto, 25, 1) == AUTO_MIN_STEPS    # tiny sets: a floor of steps
     # Tiny sets evaluate (and checkpoint) every few epochs, not after each one-step epoch.
     assert eval_period(1200, 8) == 8 and eval_period(1200, 1) == 8 and eval_period(90, 3) == 3
+
+
+def _help_output() -> str:
+    """`python -m trainer.task --help` in a fresh process, and whether it loaded TensorFlow."""
+    code = ("import sys\nfrom trainer.task import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+            "    pass\nprint('TENSORFLOW LOADED' if 'tensorflow' in sys.modules else 'NO TENSORFLOW')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=README.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_help_lists_every_flag_under_its_section_with_a_meaning_and_its_default():
+    output = _help_output()
+    assert output.rstrip().endswith("NO TENSORFLOW"), "--help imported TensorFlow"
+    sections, current = {}, None
+    for line in output.splitlines():
+        match = re.match(r"^(data|model|train) flags:$", line)
+        if match:
+            current = match.group(1)
+        elif current and re.match(r"^  --", line):
+            sections.setdefault(current, []).append(line.split()[0].rstrip(","))
+    docs = {section: config_lib.field_docs(cls) for section, cls in config_lib.section_classes().items()}
+    actions = {option: action for action in build_parser()._actions for option in action.option_strings}
+    for section, field in config_lib.flag_fields():
+        flag = "--" + field.name.replace("_", "-")
+        assert flag in sections.get(section, []), f"{flag} is not under '{section} flags:' in --help"
+        assert docs[section].get(field.name), f"{field.name}: no meaning in the Attributes: block"
+        meaning, _, default = actions[flag].help.rpartition(" (default: ")
+        assert meaning.strip(), f"{flag}: empty meaning in --help"
+        assert default.rstrip(")") not in ("", "None"), f"{flag}: no default in --help"
+    assert "--hidden_units" not in output  # Vertex's underscore spelling is accepted, not listed
+
+
+def test_field_docs_reads_shared_entries_and_continuation_lines():
+    from data.config import DataConfig
+
+    docs = config_lib.field_docs(DataConfig)
+    assert docs["weight_field"] == docs["id_field"] == docs["length_field"] == "names of the optional fields."
+    assert docs["eval_fraction"].endswith("(stated in the log).")  # continuation lines joined
+    assert "\n" not in docs["num_buckets"]
+
+
+def test_verbosity_comes_from_the_flag_or_the_environment(monkeypatch):
+    from trainer.task import verbosity
+
+    monkeypatch.delenv("SEQTRAIN_VERBOSITY", raising=False)
+    assert verbosity([]) == "info"
+    assert verbosity(["--verbosity", "debug"]) == "debug"
+    assert verbosity(["--verbosity=warning"]) == "warning"
+    monkeypatch.setenv("SEQTRAIN_VERBOSITY", "debug")
+    assert verbosity([]) == "debug" and verbosity(["--verbosity", "info"]) == "info"
+    with pytest.raises(ValueError, match="verbosity"):
+        verbosity(["--verbosity", "loud"])
+    assert parse_config(["--verbosity", "debug"]) == config_lib.Config()  # not a config field
+
+
+def test_debug_verbosity_brings_tensorflow_logs_back():
+    """Below debug the import-time C++ lines are caught; with it they reach stderr again."""
+    code = ("import logging, os, sys\nfrom trainer import task\nlevel = task.verbosity(sys.argv[1:])\n"
+            "task.configure_output(level)\ntask.import_tensorflow(level)\n"
+            "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], logging.getLogger('absl').level)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "SEQTRAIN_VERBOSITY")}
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                           timeout=300, cwd=README.parent)
+    loud = subprocess.run([sys.executable, "-c", code, "--verbosity", "debug"], capture_output=True,
+                          text=True, env=env, timeout=300, cwd=README.parent)
+    assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr[-2000:] + loud.stderr[-2000:]
+    assert quiet.stdout.split() == ["3", str(logging.WARNING)]
+    assert loud.stdout.split() == ["0", str(logging.INFO)]
+    assert quiet.stderr == "", quiet.stderr
+    # TensorFlow's own import lines; if a build stops printing them, stderr is merely empty.
+    assert len(loud.stderr) >= len(quiet.stderr)
