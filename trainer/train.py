@@ -17,7 +17,6 @@ import datetime
 import logging
 import math
 import os
-import sys
 import time
 from typing import Dict, Optional
 
@@ -33,6 +32,7 @@ from trainer import checkpoints, distribution, preemption, report, rules, summar
 from trainer.config import (AUTO_EPOCH_SEQUENCES, AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS, AUTO_MIN_STEPS,
                             XLA_AUTO_MIN_TOKENS, Config)
 from trainer.optimization import make_optimizer
+from trainer.progress import Progress, describe_devices
 from trainer.steps import TrainLoop, make_eval_step, model_keys
 
 LOWER_IS_BETTER = ("loss", "ece", "expected_calibration_error")
@@ -228,22 +228,19 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     history = []
     trained_steps = 0
     window = summaries.Throughput()
-    progbar = None
     if worker.is_chief:
-        print(f"training {num_train} sequences, {steps_per_epoch} steps/epoch of {global_batch} "
-              f"({replicas} replicas x {tc.grad_accum_steps} micro-batches), up to {total_steps} steps; "
-              f"model dir {model_dir}")
+        print(f"training {num_train} sequences on {describe_devices(strategy, worker.num_workers)}, "
+              f"{steps_per_epoch} steps/epoch of {global_batch} ({replicas} replicas x "
+              f"{tc.grad_accum_steps} micro-batches), up to {total_steps} steps; model dir {model_dir}")
+    # One display for the whole run (trainer/progress.py): in place on a terminal, a line per
+    # tenth of the run (or 30 s) in a log.
+    progress = Progress(total_steps, start_step=int(step), enabled=worker.is_chief,
+                        evaluations=math.ceil(total_steps / eval_every) if eval_ds is not None else 0)
     loop_started = time.time()
     periods = (tc.log_step_count_steps, eval_every if eval_ds is not None else 0, save_every, steps_per_epoch)
-    with stop_signal:  # SIGTERM: save at the end of the chunk in flight and exit
+    with stop_signal, progress:  # SIGTERM: save at the end of the chunk in flight and exit
         while int(step) < total_steps and not bool(stopped_early):
             current = int(step)
-            if progbar is None or current % steps_per_epoch == 0:
-                verbose = (1 if sys.stdout.isatty() else 2) if worker.is_chief else 0
-                progbar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "seq/s", "tok/s"],
-                                              verbose=verbose)
-                if worker.is_chief:
-                    print(f"epoch {current // steps_per_epoch + 1}")
             started = time.perf_counter()
             train_loop(_next_stop(current, total_steps, periods) - current)
             stats = train_loop.stats.read_and_reset()  # the one host sync of the chunk
@@ -256,9 +253,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
                     f"checkpoint is {manager.latest_checkpoint or '(none yet)'}")
             trained_steps += int(step) - current
             current = int(step)
-            progbar.update((current - 1) % steps_per_epoch + 1, values=[
-                ("loss", stats["loss"]), ("seq/s", window.sequences_per_second()),
-                ("tok/s", window.tokens_per_second())])
+            progress.update(current, stats["loss"], window.sequences_per_second(), window.tokens_per_second())
             if current % tc.log_step_count_steps == 0 or current == total_steps:
                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                     stats["loss_scale"] = float(optimizer.dynamic_scale)
@@ -273,7 +268,8 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
                 history.append({"step": current, **result})
                 value = result[tc.early_stopping_metric]
                 delta = (value - float(best_value)) if better else (float(best_value) - value)
-                if delta > tc.early_stopping_min_delta or int(best_step) < 0:
+                improved = delta > tc.early_stopping_min_delta or int(best_step) < 0
+                if improved:
                     best_value.assign(value)
                     best_step.assign(current)
                     evals_without_improvement.assign(0)
@@ -281,15 +277,16 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
                         best_manager.save(checkpoint_number=current)
                 else:
                     evals_without_improvement.assign_add(1)
-                if worker.is_chief:
-                    print(f"  eval step {current}: " + report.format_metrics(result) + f" (best "
-                          f"{tc.early_stopping_metric} {float(best_value):.4f} at step {int(best_step)})")
+                metric = tc.early_stopping_metric
+                progress.evaluation(
+                    f"  eval step {current}: " + report.format_metrics(result) + f" (best {metric} "
+                    f"{float(best_value):.4f} at step {int(best_step)})",
+                    summary=f"eval {metric} {value:.4f}, best {float(best_value):.4f} @ {int(best_step)}",
+                    improved=improved)
                 patience = tc.early_stopping_patience
                 if patience and int(evals_without_improvement) >= patience:
                     stopped_early.assign(True)
-                    if worker.is_chief:
-                        print(f"  early stop: no {tc.early_stopping_metric} improvement in "
-                              f"{tc.early_stopping_patience} evaluations")
+                    progress.note(f"  early stop: no {metric} improvement in {patience} evaluations")
             secs_due = tc.save_checkpoints_secs > 0 and distribution.agree(
                 strategy, time.time() - save.last >= tc.save_checkpoints_secs)
             if current % save_every == 0 or current == total_steps or bool(stopped_early) or secs_due:

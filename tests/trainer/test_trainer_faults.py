@@ -39,7 +39,7 @@ def _flags(data, model_dir, **overrides):
 
 def _env(**extra):
     env = {key: value for key, value in os.environ.items() if key != "SEQTRAIN_DEBUG"}
-    env["PYTHONUNBUFFERED"] = "1"  # the test reads "epoch N" lines as they are printed
+    env["PYTHONUNBUFFERED"] = "1"  # the test reads progress lines as they are printed
     env.update(extra)
     return env
 
@@ -171,10 +171,11 @@ def test_leftovers_of_an_interrupted_save_are_removed(tmp_path, straight, data):
                          model_dir / "checkpoints" / f"ckpt-{STEPS}")
 
 
-# Signals: sent to a running command once it prints "epoch N".
+# Signals: sent to a running command once its progress reaches the end of an epoch.
 def _signal_at_epoch(flags, epoch: int, signum, tmp_path, timeout=300):
-    """Starts a run, sends `signum` as soon as it prints "epoch <epoch>" (the start of that
-    epoch's first compiled chunk); returns (exit code, stderr, seconds from signal to exit)."""
+    """Starts a run, sends `signum` as soon as it prints the progress line of the step that
+    ends epoch `epoch - 1` (every chunk here crosses a tenth of the run, so each prints one,
+    just before the next chunk starts); returns (exit code, stderr, seconds from signal to exit)."""
     stderr_path = tmp_path / f"stderr-{int(signum)}.txt"
     with open(stderr_path, "w") as stderr:
         process = subprocess.Popen(command(flags), stdout=subprocess.PIPE, stderr=stderr, text=True,
@@ -183,7 +184,7 @@ def _signal_at_epoch(flags, epoch: int, signum, tmp_path, timeout=300):
         watchdog.start()
         try:
             for line in process.stdout:
-                if line.strip() == f"epoch {epoch}":
+                if line.startswith(f"step {(epoch - 1) * STEPS_PER_EPOCH}/"):
                     break
             else:
                 pytest.fail(f"the run ended before epoch {epoch}: {stderr_path.read_text()[-3000:]}")
