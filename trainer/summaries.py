@@ -1,6 +1,8 @@
 """TensorBoard summaries, throughput counting and the Vertex AI tuning report.
 
-Summaries go to `<model_dir>/{train,eval}` or, on Vertex AI, `$AIP_TENSORBOARD_LOG_DIR`.
+Summaries go to `<model_dir>/{train,eval}` or, on Vertex AI, `$AIP_TENSORBOARD_LOG_DIR`. The
+root folder itself holds the run's hyperparameters (TensorBoard's HParams plugin, so runs under
+one folder compare side by side) and its final metrics (`final/test_accuracy`, ...).
 """
 
 from __future__ import annotations
@@ -58,17 +60,48 @@ class Throughput:
         return self._tokens / self._seconds if self._seconds > 0 else self.tokens_per_second()
 
 
+# Config fields that name this run's own folders: they differ between any two runs by definition.
+_NOT_HPARAMS = ("model_dir", "export_dir")
+
+
+def summary_root(model_dir: str) -> str:
+    return os.environ.get("AIP_TENSORBOARD_LOG_DIR") or model_dir
+
+
+def hparam_values(config) -> Dict[str, object]:
+    """{field: value} of every flag field of a (resolved) `trainer.config.Config`, as the
+    HParams plugin takes them (bool, int, float, str)."""
+    from trainer.config import flag_fields
+
+    values = {}
+    for section, field in flag_fields():
+        value = getattr(getattr(config, section), field.name)
+        if field.name not in _NOT_HPARAMS and isinstance(value, (bool, int, float, str)):
+            values[field.name] = value
+    return values
+
+
 class Writers:
-    """The train and eval summary writers of one run."""
+    """The train and eval summary writers of one run, and the run's own (hyperparameters)."""
 
     def __init__(self, model_dir: str, enabled: bool = True):
         """enabled=False (a non-chief worker): every summary goes nowhere."""
-        root = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or model_dir
+        root = summary_root(model_dir)
+        self.trial_id = model_dir.rstrip("/").rsplit("/", 1)[-1]
         if enabled:
             self.train_writer = tf.summary.create_file_writer(tf.io.gfile.join(root, "train"))
             self.eval_writer = tf.summary.create_file_writer(tf.io.gfile.join(root, "eval"))
+            self.run_writer = tf.summary.create_file_writer(root)
         else:
-            self.train_writer = self.eval_writer = tf.summary.create_noop_writer()
+            self.train_writer = self.eval_writer = self.run_writer = tf.summary.create_noop_writer()
+
+    def hparams(self, config) -> None:
+        """Logs the run's hyperparameters (a resumed run logs the same ones again)."""
+        from tensorboard.plugins.hparams import api as hp
+
+        with self.run_writer.as_default():
+            hp.hparams(hparam_values(config), trial_id=self.trial_id)
+        self.run_writer.flush()
 
     def train(self, stats: Dict[str, float], learning_rate: float, throughput: Throughput,
               step: int) -> None:
@@ -97,6 +130,7 @@ class Writers:
     def flush(self) -> None:
         self.train_writer.flush()
         self.eval_writer.flush()
+        self.run_writer.flush()
 
     def skipped_records(self, prepared, step: int) -> None:
         with self.train_writer.as_default(step=step):
@@ -105,6 +139,23 @@ class Writers:
                 for reason, count in info.skipped.items():
                     tf.summary.scalar(f"skipped_records/{split}/{reason}", count)
                     logging.warning("%s: skipped %d bad records (%s)", split, count, reason)
+
+
+def write_final_metrics(model_dir: str, final: Dict[str, object]) -> None:
+    """The final eval and test numbers (`final/test_accuracy`, ...) and the run's throughput,
+    in the run's own folder: the metrics the HParams dashboard sets beside the hyperparameters."""
+    values = {"final/sequences_per_second": final.get("sequences_per_second"),
+              "final/tokens_per_second": final.get("tokens_per_second")}
+    for split in ("eval", "test"):
+        for key, value in dict(final.get(split) or {}).items():
+            if "/" not in key:  # the per-class entries stay in metrics.json
+                values[f"final/{split}_{key}"] = value
+    writer = tf.summary.create_file_writer(summary_root(model_dir))
+    with writer.as_default(step=int(final["steps"])):
+        for tag, value in values.items():
+            if isinstance(value, (int, float)) and np.isfinite(value):
+                tf.summary.scalar(tag, value)
+    writer.close()
 
 
 def confusion_image(confusion: np.ndarray, cell_pixels: int = 16) -> np.ndarray:

@@ -217,6 +217,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
         stop=stop_signal.variable)
     eval_step = make_eval_step(model, mc.resolved_head, element_spec=train_datasets[0].element_spec)
     writers = summaries.Writers(model_dir, enabled=worker.is_chief)
+    writers.hparams(config)
     writers.skipped_records(prepared, step=int(step))
     tuning = summaries.TuningReporter(tc.early_stopping_metric, enabled=worker.is_chief)
 
@@ -339,6 +340,7 @@ def _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_chec
         final["test"], _ = evaluate(eval_step, test_ds, mc, spec.labels)
     final["export"] = _export(model, spec, config, eval_ds or sample_ds)
     report.write_metrics(tc.model_dir, final)
+    summaries.write_final_metrics(tc.model_dir, final)
     report.print_final_table(final, tc.model_dir)
     return final
 
