@@ -153,6 +153,31 @@ class EvalMetrics:
         """int64 [C, C] (rows: true class, columns: predicted); multilabel: [C, 2, 2] per label."""
         return self._confusion.copy()
 
+    def reliability(self) -> Optional[Dict[str, list]]:
+        """Top-label reliability bins, the ones `ece` is computed from (`num_bins` equal widths of
+        the predicted class's probability over [0, 1]): {"count": [B] ints, "confidence": [B]
+        mean probability, "accuracy": [B] share correct}; empty bins hold 0. None for the
+        multilabel head or before any update."""
+        if self.head == "multilabel" or not self._targets:
+            return None
+        scores = np.concatenate(self._scores).astype(np.float64)
+        targets = np.concatenate(self._targets)
+        if self.head == "binary":
+            positive = 1.0 / (1.0 + np.exp(-scores))
+            predicted = (scores > 0).astype(np.int64)
+            confidence = np.where(predicted == 1, positive, 1.0 - positive)
+        else:
+            shifted = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+            predicted = probabilities.argmax(axis=-1)
+            confidence = probabilities.max(axis=-1)
+        bins = np.clip((confidence * self.num_bins).astype(np.int64), 0, self.num_bins - 1)
+        count = np.bincount(bins, minlength=self.num_bins)
+        correct = np.bincount(bins, weights=(predicted == targets).astype(np.float64), minlength=self.num_bins)
+        total = np.bincount(bins, weights=confidence, minlength=self.num_bins)
+        return {"count": count.tolist(), "confidence": _safe_divide(total, count).tolist(),
+                "accuracy": _safe_divide(correct, count).tolist()}
+
     def result(self) -> Dict[str, float]:
         """{metric name: float} for everything seen since the last `reset`."""
         out = {"loss": float(_safe_divide(self._loss_sum, self._loss_weight))}

@@ -47,6 +47,27 @@ def test_ece_matches_tfp_on_random_logits():
     assert metrics.result()["ece"] == pytest.approx(float(expected), abs=1e-6)
 
 
+def test_reliability_bins_are_the_ones_ece_is_computed_from():
+    metrics = EvalMetrics("multiclass", 3, ["a", "b", "c"], num_bins=2)
+    assert metrics.reliability() is None
+    metrics.update(_logits(PROBS), {"label": LABEL})
+    bins = metrics.reliability()
+    assert bins["count"] == [1, 3]
+    np.testing.assert_allclose(bins["confidence"], [0.4, 2.2 / 3], atol=1e-6)
+    np.testing.assert_allclose(bins["accuracy"], [0.0, 2 / 3], atol=1e-6)
+    rng = np.random.default_rng(1)
+    metrics = EvalMetrics("multiclass", 4, num_bins=10)
+    metrics.update(rng.normal(size=(300, 4)).astype(np.float32) * 2, {"label": rng.integers(0, 4, 300)})
+    bins = metrics.reliability()
+    count = np.asarray(bins["count"])
+    ece = np.sum(count * np.abs(np.asarray(bins["accuracy"]) - bins["confidence"])) / count.sum()
+    assert ece == pytest.approx(metrics.result()["ece"], abs=1e-5)
+    binary = EvalMetrics("binary", 2, num_bins=4)
+    binary.update(np.array([[2.0], [-2.0], [0.1]], np.float32), {"label": np.array([1, 1, 0])})
+    assert sum(binary.reliability()["count"]) == 3
+    assert EvalMetrics("multilabel", 2).reliability() is None
+
+
 def test_binary_auc_threshold_and_weighted_loss():
     scores = np.array([[-2.0], [0.4], [-0.3], [1.5], [0.0]], np.float32)
     label = np.array([0, 0, 1, 1, 0])
