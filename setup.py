@@ -23,6 +23,7 @@ setup(
         "numpy",
         "tensorboard",
         "pyyaml",
+        "matplotlib",  # the run report's figures (export/figures.py, Agg: no display needed)
         # export/ writes and replays TF Serving warmup PredictionLogs. It pins the full
         # `tensorflow` wheel: next to tensorflow-cpu, install it with `pip install --no-deps`.
         "tensorflow-serving-api>=2.18,<2.22",

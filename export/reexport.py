@@ -4,7 +4,8 @@ Rebuilds the model from `<model_dir>/config.json` (its "model" section, through
 `ModelConfig.from_dict`) and the spec from `<model_dir>/assets/` (`DataSpec.load`), restores
 `<model_dir>/best/` (or, without one, the newest of `<model_dir>/checkpoints/`), and exports
 with held-out examples from `<model_dir>/prepared/eval-*` (else test-*, else train-*).
-Reads config.json as plain JSON: export/ never imports trainer/.
+Reads config.json as plain JSON: export/ never imports trainer/. Then rewrites
+`<model_dir>/report.html` with the new export (`export/run_report.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from data.pipeline import make_dataset
 from data.prepare import prepared_dir
 from data.spec import ASSETS_DIR, DataSpec
 from export import held_out_batches, options_from_train_config, sample_batch, texts_from_token_ids
+from export.run_report import try_write_report
 from export.saved_model import export_saved_model
 from models import ModelConfig, build_model
 
@@ -99,4 +101,5 @@ def reexport(model_dir: str, export_dir: str = "", **option_overrides) -> Dict[s
         model, spec, model.model_config.resolved_head, model_dir, export_dir, sample, texts=texts,
         options=options, accuracy_batches=held_out_batches(dataset) if "tflite" in options.formats else ())
     result["checkpoint"] = checkpoint
+    result["report"] = try_write_report(model_dir, result)
     return result

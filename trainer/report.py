@@ -1,4 +1,8 @@
-"""What a person reads at the end: `metrics.json` in the model dir and a final console table."""
+"""What a person reads at the end: `metrics.json` in the model dir and a final console table.
+
+`metrics.json` also carries what the run report (`export/run_report.py`, `report.html`) draws
+and the scalars cannot: the final split's confusion matrix and reliability bins.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,15 @@ def _jsonable(value):
     return value
 
 
+def prediction_details(split: str, metrics) -> Dict[str, object]:
+    """What the final evaluation of `split` saw, beyond its scalars: {"split", "labels",
+    "confusion" (true rows x predicted columns; multilabel: [C][2][2]), "reliability"
+    (`EvalMetrics.reliability`, or None), "ece_bins"}."""
+    return {"split": split, "labels": list(metrics.label_names),
+            "confusion": metrics.confusion_matrix().tolist(), "reliability": metrics.reliability(),
+            "ece_bins": metrics.num_bins}
+
+
 def write_metrics(model_dir: str, final: Dict[str, object]) -> str:
     path = tf.io.gfile.join(model_dir, METRICS_FILE)
     with tf.io.gfile.GFile(path, "w") as f:
@@ -52,6 +65,8 @@ def print_final_table(final: Dict[str, object], model_dir: str) -> None:
         ("model dir", model_dir),
         ("best checkpoint", str(final["best_checkpoint"])),
     ]
+    if final.get("report"):
+        rows.append(("report", str(final["report"])))
     for key, value in final.get("export", {}).items():
         rows.append((f"export {key}", str(value)))
     width = max(len(name) for name, _ in rows)

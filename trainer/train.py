@@ -333,14 +333,19 @@ def _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_chec
     if int(best_step) >= 0:
         final["best"] = {"metric": tc.early_stopping_metric, "value": float(best_value), "step": int(best_step)}
     if eval_ds is not None:
-        final["eval"], _ = evaluate(eval_step, eval_ds, mc, spec.labels)
+        final["eval"], metrics = evaluate(eval_step, eval_ds, mc, spec.labels)
+        final["predictions"] = report.prediction_details("eval", metrics)
     test_split = prepared.splits.get("test")
     if test_split and test_split.num_records:
         test_ds = make_dataset(test_split.files, spec, config.data, training=False, seed=tc.seed)
-        final["test"], _ = evaluate(eval_step, test_ds, mc, spec.labels)
+        final["test"], metrics = evaluate(eval_step, test_ds, mc, spec.labels)
+        final["predictions"] = report.prediction_details("test", metrics)
     final["export"] = _export(model, spec, config, eval_ds or sample_ds)
     report.write_metrics(tc.model_dir, final)
     summaries.write_final_metrics(tc.model_dir, final)
+    from export.run_report import try_write_report  # export/ sits downstream of the trainer
+
+    final["report"] = try_write_report(tc.model_dir, final["export"])  # report.html
     report.print_final_table(final, tc.model_dir)
     return final
 
