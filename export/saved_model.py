@@ -14,6 +14,12 @@ in a fresh Python process that imports only TensorFlow (core-op walk, every sign
 the in-memory model, warmup replay); `verify_tflite.py` runs the TFLite models in another that
 imports no TensorFlow at all. Only when both pass is the folder renamed to `<version>`, so a
 server watching `export_dir` never sees a half-written or broken version.
+
+Vertex AI's layout instead (when `export_dir` is `$AIP_MODEL_DIR`, or `layout="vertex"`): the
+same files directly in `export_dir` (`<export_dir>/saved_model.pb`, `tflite/`, ...), as Vertex
+AI's model upload and prebuilt serving containers expect. They are still written under
+`tmp-<version>` and verified there, then moved in, `saved_model.pb` last; an earlier model's
+files there are replaced.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import pathlib
 import subprocess
 import sys
@@ -41,6 +48,11 @@ from export.weights import export_weights
 # A file of this package, run by path so that the check never imports the package itself.
 VERIFY_SCRIPT = str(pathlib.Path(__file__).with_name("verify_standalone.py"))
 FORMATS = ("saved_model", "tflite")
+LAYOUTS = ("auto", "versions", "vertex")
+# What one export writes at the top of its folder: in Vertex AI's layout, these names of an
+# earlier model in export_dir are replaced (anything else there is left alone).
+EXPORT_ENTRIES = ("saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra",
+                  "tflite", "weights")
 # Rows of the second, smaller case (another batch size and length) checked everywhere.
 SMALL_CASE_ROWS = 3
 
@@ -58,6 +70,8 @@ class ExportOptions:
       mc_seed: base seed of those samples (sample s uses stateless seed [mc_seed, s]).
       tolerance: largest allowed |SavedModel - in-memory model| difference.
       tflite_tolerance: largest allowed |TFLite - SavedModel| difference.
+      layout: "versions" (`<export_dir>/<version>/`, TF Serving's), "vertex" (the model directly
+        in `export_dir`) or "auto": "vertex" when `export_dir` is `$AIP_MODEL_DIR`.
     """
 
     formats: Sequence[str] = FORMATS
@@ -66,8 +80,11 @@ class ExportOptions:
     mc_seed: int = 0
     tolerance: float = 1e-5
     tflite_tolerance: float = 1e-4
+    layout: str = "auto"
 
     def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         unknown = set(self.formats) - set(FORMATS)
         if unknown:
             raise ValueError(f"export formats must be among {FORMATS}, got {sorted(unknown)}")
@@ -80,6 +97,32 @@ def next_version(export_dir: str) -> int:
     existing = [int(name.rstrip("/")) for name in (tf.io.gfile.listdir(export_dir)
                 if tf.io.gfile.exists(export_dir) else []) if name.rstrip("/").isdigit()]
     return max([int(time.time())] + [version + 1 for version in existing])
+
+
+def uses_vertex_layout(export_dir: str, layout: str = "auto") -> bool:
+    """Whether the model goes directly into `export_dir` (see the module docstring)."""
+    if layout != "auto":
+        return layout == "vertex"
+    model_dir = os.environ.get("AIP_MODEL_DIR", "")
+    return bool(model_dir) and model_dir.rstrip("/") == export_dir.rstrip("/")
+
+
+def publish_into(temp_dir: str, target: str) -> None:
+    """Moves a verified export's files from `temp_dir` into `target` itself (Vertex AI's layout).
+
+    The earlier model's `saved_model.pb` goes first and the new one comes last, so `target` holds
+    a loadable model only while all of that model's files are in place.
+    """
+    for name in EXPORT_ENTRIES:  # saved_model.pb first
+        old = tf.io.gfile.join(target, name)
+        if tf.io.gfile.isdir(old):
+            tf.io.gfile.rmtree(old)
+        elif tf.io.gfile.exists(old):
+            tf.io.gfile.remove(old)
+    names = [name.rstrip("/") for name in tf.io.gfile.listdir(temp_dir)]
+    for name in sorted(names, key=lambda n: n == "saved_model.pb"):
+        tf.io.gfile.rename(tf.io.gfile.join(temp_dir, name), tf.io.gfile.join(target, name), overwrite=True)
+    tf.io.gfile.rmtree(temp_dir)
 
 
 def _small_case(sample: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -196,7 +239,8 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
     options = options or ExportOptions()
     tf.io.gfile.makedirs(export_dir)
     version = next_version(export_dir)
-    final_dir = tf.io.gfile.join(export_dir, str(version))
+    vertex = uses_vertex_layout(export_dir, options.layout)
+    final_dir = export_dir if vertex else tf.io.gfile.join(export_dir, str(version))
     temp_dir = tf.io.gfile.join(export_dir, f"tmp-{version}")
     assets = tf.io.gfile.join(model_dir, ASSETS_DIR)
     vocab_path = tf.io.gfile.join(assets, VOCAB_FILE) if spec.is_tokens else ""
@@ -211,6 +255,7 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
 
     cases = expected_cases(module, signatures, sample, texts)
     result: Dict[str, object] = {"saved_model": final_dir, "version": version,
+                                 "layout": "vertex" if vertex else "versions",
                                  "signatures": sorted(signatures), "mc_samples": options.mc_samples}
     requests = warmup_requests(signatures, sample, texts)
     write_warmup(temp_dir, requests)
@@ -257,6 +302,9 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
         raise
     finally:
         tf.io.gfile.rmtree(scratch)
-    tf.io.gfile.rename(temp_dir, final_dir)
+    if vertex:
+        publish_into(temp_dir, final_dir)
+    else:
+        tf.io.gfile.rename(temp_dir, final_dir)
     logging.info("exported and verified %s: %s", final_dir, check["signatures"])
     return result
