@@ -201,9 +201,25 @@ def configure_output(level: str) -> None:
     # Per-save INFO lines ("Sharding callback duration", through absl) drown the progress.
     for name in ("tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.INFO if debug else logging.WARNING)
-    if debug:
+    if not debug:
+        logging.getLogger("tensorflow").addFilter(_drop_harmless_warnings)
+    else:
         for name in ("data", "models", "trainer", "export"):
             logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+# TensorFlow warnings that every export prints and that say nothing about this run: the
+# SavedModel's string lookup table (TF's own note calls it "probably safe to ignore") and the
+# serving functions, which never take gradients.
+_HARMLESS_WARNINGS = (
+    "Issue encountered when serializing table_initializer",
+    "with ops with unsaved custom gradients. Will likely fail if a gradient is requested",
+)
+
+
+def _drop_harmless_warnings(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(text in message for text in _HARMLESS_WARNINGS)
 
 
 def import_tensorflow(level: str) -> None:
