@@ -3,8 +3,9 @@
 `saved_model.py` writes one verified version (SavedModel + warmup + TFLite + weights; the
 signatures are in `serving.py`, MC dropout in `uncertainty.py`); `verify_standalone.py` and
 `verify_tflite.py` run in clean processes and import nothing of this package; `reexport.py`
-(`python -m export`) re-exports a model dir's best checkpoint. May import data/ (spec,
-tokenizer, pipeline) and models/; never trainer/. See export/README.md.
+(`python -m export`) re-exports a model dir's best checkpoint; `run_report.py` writes the run's
+`report.html` (figures in `figures.py`). May import data/ (spec, tokenizer, pipeline) and
+models/; never trainer/. See export/README.md.
 """
 
 from __future__ import annotations

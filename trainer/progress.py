@@ -14,7 +14,9 @@ in the progress line. `note` prints a line that stays (an early stop).
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import shutil
 import sys
 import time
@@ -24,6 +26,9 @@ from typing import Callable, Optional, TextIO
 SHORT_RUN_EVALS = 10
 # A terminal line is redrawn at most this often (the last step always is).
 REDRAW_SECS = 0.1
+# The time left comes from the rate over this many recent chunks: early chunks trace and compile
+# (XLA once per padded length), so a rate since the start would overstate it for long.
+RATE_WINDOW = 10
 
 
 def format_duration(seconds: float) -> str:
@@ -58,11 +63,14 @@ class Progress:
         self.tty = enabled and _isatty(self.stream)
         self.short = evaluations <= SHORT_RUN_EVALS
         self.interval = interval_secs
-        self._mark_every = max(1, int(round((self.total - self.start) * fraction)))
-        self._next_mark = self.start + self._mark_every
+        self._divisions = max(1, round(1.0 / fraction))
+        self._marks_passed = 0
         self._clock = clock
-        self._origin = None  # (time, step) of the first update: the rate leaves out compiling
-        self._last_print = clock()
+        self._started = clock()
+        # (time, step) after each chunk but the first, which traces and compiles.
+        self._recent = collections.deque(maxlen=RATE_WINDOW + 1)
+        self._updates = 0
+        self._last_print = self._started
         self._last_draw = -float("inf")
         self._drawn = 0  # characters of the terminal line now on screen
         self._pending = ""  # the latest state, not yet printed as a plain line
@@ -80,16 +88,27 @@ class Progress:
         self.close()
 
     def line(self, step: int, loss: float, sequences_per_second: float, tokens_per_second: float) -> str:
-        """The progress text for `step` (no line end)."""
+        """The progress text for `step` (no line end); call once per chunk, in step order."""
         now = self._clock()
-        if self._origin is None:
-            self._origin = (now, step)
-        started, first = self._origin
-        rate = (step - first) / (now - started) if now > started and step > first else 0.0
-        eta = format_duration((self.total - step) / rate) if rate > 0 else "--"
+        self._updates += 1
+        if self._updates > 1 and (not self._recent or step > self._recent[-1][1]):
+            self._recent.append((now, step))
+        if step >= self.total:
+            when = f"took {format_duration(now - self._started)}"
+        else:
+            rate = 0.0
+            if len(self._recent) > 1:
+                (then, first), (_, last) = self._recent[0], self._recent[-1]
+                rate = (last - first) / (now - then) if now > then else 0.0
+            when = f"ETA {format_duration((self.total - step) / rate)}" if rate > 0 else "ETA --"
         text = (f"step {step}/{self.total} {100.0 * step / self.total:3.0f}%  loss {loss:.4f}  "
-                f"{sequences_per_second:,.0f} seq/s  {tokens_per_second:,.0f} tok/s  ETA {eta}")
+                f"{sequences_per_second:,.0f} seq/s  {tokens_per_second:,.0f} tok/s  {when}")
         return text + (f"  | {self.eval_summary}" if self.eval_summary else "")
+
+    def _next_mark(self) -> int:
+        """The step of the next tenth (with fraction 0.1) of the run; the last is `total`."""
+        span = self.total - self.start
+        return self.start + math.ceil((self._marks_passed + 1) * span / self._divisions)
 
     def update(self, step: int, loss: float, sequences_per_second: float,
                tokens_per_second: float) -> None:
@@ -105,7 +124,7 @@ class Progress:
                 self._last_draw = now
             return
         self._pending = text
-        if step >= self._next_mark or step >= self.total or now - self._last_print >= self.interval:
+        if step >= self._next_mark() or step >= self.total or now - self._last_print >= self.interval:
             self._print_pending()
 
     def evaluation(self, line: str, summary: str, improved: bool) -> None:
@@ -155,8 +174,8 @@ class Progress:
         self.stream.flush()
         self._pending = ""
         self._last_print = self._clock()
-        while self._next_mark <= self._step:
-            self._next_mark += self._mark_every
+        while self._marks_passed < self._divisions and self._next_mark() <= self._step:
+            self._marks_passed += 1
 
     def _draw(self, text: str) -> None:
         width = shutil.get_terminal_size((100, 24)).columns - 1

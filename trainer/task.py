@@ -202,7 +202,8 @@ def configure_output(level: str) -> None:
     for name in ("tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.INFO if debug else logging.WARNING)
     if not debug:
-        logging.getLogger("tensorflow").addFilter(_drop_harmless_warnings)
+        for name in ("tensorflow", "absl"):
+            logging.getLogger(name).addFilter(_drop_harmless_warnings)
     else:
         for name in ("data", "models", "trainer", "export"):
             logging.getLogger(name).setLevel(logging.DEBUG)

@@ -44,13 +44,30 @@ def test_a_slow_run_in_a_log_prints_every_interval_too():
     assert len(stream.getvalue().splitlines()) == 10  # every chunk took longer than 30 s
 
 
-def test_eta_comes_from_the_rate_after_the_first_chunk():
+def test_eta_comes_from_recent_chunks_never_the_first_and_the_end_says_how_long():
     clock = Clock()
-    progress = Progress(100, stream=io.StringIO(), clock=clock)
+    progress = Progress(1000, stream=io.StringIO(), clock=clock)
+    clock.now += 60.0  # the first chunk traces and compiles: it says nothing about the rate
     assert progress.line(10, 0.5, 1, 1).endswith("ETA --")
     clock.now += 9.0
-    assert "ETA 1:12" in progress.line(20, 0.5, 1, 1)  # 10 steps in 9 s: 80 more in 72 s
+    assert progress.line(20, 0.5, 1, 1).endswith("ETA --")
+    clock.now += 9.0
+    assert progress.line(30, 0.5, 1, 1).endswith("ETA 14:33")  # 10 steps in 9 s: 970 more in 873 s
+    for step in range(40, 160, 10):  # slower now: the window forgets the fast chunks
+        clock.now += 18.0
+        text = progress.line(step, 0.5, 1, 1)
+    assert text.endswith("ETA 25:30")  # 850 steps at 1.8 s a step
+    clock.now += 5.0
+    assert progress.line(1000, 0.5, 1, 1).endswith(f"took {format_duration(clock.now - 1000.0)}")
     assert format_duration(3725) == "1:02:05" and format_duration(65) == "1:05"
+
+
+def test_the_tenths_of_an_odd_total_end_at_the_total_without_a_repeated_line():
+    stream, clock = io.StringIO(), Clock()
+    _run(stream, clock, total=1251, chunk=9)  # 139 chunks of 9 steps, the bundled job's
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("step 1251/1251 100%"), lines
+    assert not any(line.startswith("step 1250/") for line in lines)
 
 
 def test_a_terminal_gets_one_line_rewritten_in_place():
