@@ -235,11 +235,11 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
               f"{tc.grad_accum_steps} micro-batches), up to {total_steps} steps; model dir {model_dir}")
     # One display for the whole run (trainer/progress.py): in place on a terminal, a line per
     # tenth of the run (or 30 s) in a log.
-    progress = Progress(total_steps, start_step=int(step), enabled=worker.is_chief,
-                        evaluations=math.ceil(total_steps / eval_every) if eval_ds is not None else 0)
+    display = Progress(total_steps, start_step=int(step), enabled=worker.is_chief,
+                       evaluations=math.ceil(total_steps / eval_every) if eval_ds is not None else 0)
     loop_started = time.time()
     periods = (tc.log_step_count_steps, eval_every if eval_ds is not None else 0, save_every, steps_per_epoch)
-    with stop_signal, progress:  # SIGTERM: save at the end of the chunk in flight and exit
+    with stop_signal, display:  # SIGTERM: save at the end of the chunk in flight and exit
         while int(step) < total_steps and not bool(stopped_early):
             current = int(step)
             started = time.perf_counter()
@@ -254,7 +254,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
                     f"checkpoint is {manager.latest_checkpoint or '(none yet)'}")
             trained_steps += int(step) - current
             current = int(step)
-            progress.update(current, stats["loss"], window.sequences_per_second(), window.tokens_per_second())
+            display.update(current, stats["loss"], window.sequences_per_second(), window.tokens_per_second())
             if current % tc.log_step_count_steps == 0 or current == total_steps:
                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                     stats["loss_scale"] = float(optimizer.dynamic_scale)
@@ -279,7 +279,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
                 else:
                     evals_without_improvement.assign_add(1)
                 metric = tc.early_stopping_metric
-                progress.evaluation(
+                display.evaluation(
                     f"  eval step {current}: " + report.format_metrics(result) + f" (best {metric} "
                     f"{float(best_value):.4f} at step {int(best_step)})",
                     summary=f"eval {metric} {value:.4f}, best {float(best_value):.4f} @ {int(best_step)}",
@@ -287,7 +287,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
                 patience = tc.early_stopping_patience
                 if patience and int(evals_without_improvement) >= patience:
                     stopped_early.assign(True)
-                    progress.note(f"  early stop: no {metric} improvement in {patience} evaluations")
+                    display.note(f"  early stop: no {metric} improvement in {patience} evaluations")
             secs_due = tc.save_checkpoints_secs > 0 and distribution.agree(
                 strategy, time.time() - save.last >= tc.save_checkpoints_secs)
             if current % save_every == 0 or current == total_steps or bool(stopped_early) or secs_due:
