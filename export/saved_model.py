@@ -106,7 +106,9 @@ def expected_cases(module: ServingModule, signatures, sample: Dict[str, np.ndarr
         if name == "text":
             if texts is None:
                 continue
-            inputs = {"text": np.asarray(list(texts), dtype=object).astype(bytes)}
+            # UTF-8 bytes: numpy's astype(bytes) would encode str as ASCII and fail on "é".
+            inputs = {"text": np.asarray([t.encode("utf-8") if isinstance(t, str) else t
+                                          for t in texts], dtype=object)}
         else:
             inputs = {key: batch[key] for key in names}
         outputs = function(*[tf.constant(inputs[key]) for key in names])
