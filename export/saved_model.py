@@ -55,7 +55,7 @@ class ExportOptions:
       quantize: also write a dynamic-range quantized TFLite model and report its size and
         accuracy change.
       mc_samples: Monte-Carlo dropout samples of the `uncertainty` signature.
-      mc_seed: base seed of those samples (sample s uses stateless seed [mc_seed, s]).
+      mc_seed: base seed of those samples (mixed into each example's own mask seeds, `export.uncertainty`).
       tolerance: largest allowed |SavedModel - in-memory model| difference.
       tflite_tolerance: largest allowed |TFLite - SavedModel| difference.
     """
