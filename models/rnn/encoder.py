@@ -149,16 +149,19 @@ class SequenceEncoder(keras.layers.Layer):
             return [m for m in tf.nest.flatten(self.draw_masks(seed, 1, time_steps)) if m is not None]
 
         # A stateless draw takes one seed: vectorising over seeds would fall back to this loop.
-        drawn = iter(tf.map_fn(alone, seeds, fn_output_signature=[
+        # A leading spare row (dropped below) lets an empty batch stack per-step masks, whose
+        # time dimension is unknown when traced.
+        padded = tf.concat([tf.zeros([1, 2], seeds.dtype), seeds], 0)
+        drawn = iter(tf.map_fn(alone, padded, fn_output_signature=[
             tf.TensorSpec(None, tf.float32) for m in template if m is not None]))
         stacked = []
         for m in template:
             if m is None:
                 stacked.append(None)
-            elif m.shape.rank == 2:  # [B, 1, size] -> [B, size]
-                stacked.append(tf.squeeze(next(drawn), 1))
-            else:  # per step: [B, T, 1, size] -> [T, B, size]
-                stacked.append(tf.transpose(tf.squeeze(next(drawn), 2), [1, 0, 2]))
+            elif m.shape.rank == 2:  # [1 + B, 1, size] -> [B, size]
+                stacked.append(tf.squeeze(next(drawn), 1)[1:])
+            else:  # per step: [1 + B, T, 1, size] -> [T, B, size]
+                stacked.append(tf.transpose(tf.squeeze(next(drawn), 2)[1:], [1, 0, 2]))
         return tf.nest.pack_sequence_as(structure, stacked)
 
     def call(self, inputs, lengths, training=False, seed=None, masks=None, return_state=False,

@@ -112,6 +112,8 @@ def test_batch_independence_holds_for_every_mask_layout(hyper):
                                         "lengths": tf.TensorSpec([None], tf.int32)}])
     _same_answers(run, {"features": batch["features"], "lengths": batch["lengths"]}, "features",
                   fill=float("nan"))
+    empty = run({"features": tf.zeros([0, 3, spec.feature_dim]), "lengths": tf.zeros([0], tf.int32)})
+    assert empty["probabilities"].shape == (0, spec.num_classes)
 
 
 def test_token_sequences_too_and_the_hash_sees_only_real_steps():

@@ -108,7 +108,9 @@ def test_per_example_seeds_give_each_example_its_masks_alone(variational):
     outputs, final = encoder(X, LENGTHS, training=True, seed=seeds)
     for b, length in enumerate(LENGTHS):
         alone_outputs, alone_final = encoder(X[b:b + 1, :length], LENGTHS[b:b + 1], training=True, seed=seeds[b])
-        np.testing.assert_allclose(final[b:b + 1], alone_final, rtol=0, atol=1e-6)
-        np.testing.assert_allclose(outputs[b:b + 1, :length], alone_outputs, rtol=0, atol=1e-6)
+        # Other batch sizes round matmuls differently (2e-6 seen through two layers and 1/keep
+        # scaling); another mask would differ by ~0.1.
+        np.testing.assert_allclose(final[b:b + 1], alone_final, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(outputs[b:b + 1, :length], alone_outputs, rtol=0, atol=1e-5)
     shared = encoder(X, LENGTHS, training=True, seed=seeds[0])[1]
     assert np.abs(shared.numpy() - final.numpy()).max() > 1e-3  # other seeds, other masks
