@@ -43,6 +43,8 @@ VERIFY_SCRIPT = str(pathlib.Path(__file__).with_name("verify_standalone.py"))
 FORMATS = ("saved_model", "tflite")
 # Rows of the second, smaller case (another batch size and length) checked everywhere.
 SMALL_CASE_ROWS = 3
+# Filesystems whose files live in this process's memory: a clean process cannot read them.
+PROCESS_LOCAL_PREFIXES = ("ram://",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +57,7 @@ class ExportOptions:
       quantize: also write a dynamic-range quantized TFLite model and report its size and
         accuracy change.
       mc_samples: Monte-Carlo dropout samples of the `uncertainty` signature.
-      mc_seed: base seed of those samples (sample s uses stateless seed [mc_seed, s]).
+      mc_seed: base seed of those samples (mixed into each example's own mask seeds, `export.uncertainty`).
       tolerance: largest allowed |SavedModel - in-memory model| difference.
       tflite_tolerance: largest allowed |TFLite - SavedModel| difference.
     """
@@ -131,16 +133,57 @@ def _write_npz(path: str, arrays: Dict[str, np.ndarray]) -> None:
         f.write(buffer.getvalue())
 
 
+def copy_tree(source: str, target: str) -> None:
+    """Copies the folder `source` (any TF filesystem) to `target`, files and subfolders."""
+    for folder, _, files in tf.io.gfile.walk(source):
+        relative = folder[len(source):].lstrip("/")
+        destination = tf.io.gfile.join(target, relative) if relative else target
+        tf.io.gfile.makedirs(destination)
+        for name in files:
+            path = tf.io.gfile.join(folder, name)
+            # ram:// lists children by name prefix: "assets" shows ".extra" (of "assets.extra/").
+            if tf.io.gfile.exists(path):
+                tf.io.gfile.copy(path, tf.io.gfile.join(destination, name), overwrite=True)
+
+
+def publish(temp_dir: str, final_dir: str) -> None:
+    """Moves the verified folder to its version name, where a server watching sees it at once.
+
+    On ram:// a rename moves only the folder's own entry and leaves its files under the old
+    name (measured), so there the folder is copied and then removed: not atomic, but no other
+    process can watch an in-memory filesystem.
+    """
+    if not temp_dir.startswith(PROCESS_LOCAL_PREFIXES):
+        tf.io.gfile.rename(temp_dir, final_dir)
+        return
+    copy_tree(temp_dir, final_dir)
+    try:
+        tf.io.gfile.rmtree(temp_dir)
+    except tf.errors.NotFoundError:
+        # ram:// lists "assets/.extra" for "assets.extra/" and, having deleted everything,
+        # fails on that phantom; a real failure leaves the folder there.
+        if tf.io.gfile.exists(temp_dir):
+            raise
+
+
 def verify(saved_model_dir: str, cases: Dict[str, np.ndarray], tolerance: float = 1e-5,
            outputs_path: str = "") -> Dict:
     """Checks the SavedModel in a fresh Python process; raises RuntimeError if it fails.
 
+    A SavedModel on a filesystem only this process can see (`PROCESS_LOCAL_PREFIXES`: ram://)
+    is checked as a byte-for-byte local copy, still in a fresh process (logged).
     With `outputs_path`, the loaded model's outputs per case are written there (npz).
     """
     scratch = tempfile.mkdtemp(prefix="seqtrain-verify-")
     cases_path = str(pathlib.Path(scratch) / "cases.npz")
     _write_npz(cases_path, cases)
-    command = [sys.executable, VERIFY_SCRIPT, saved_model_dir, cases_path, "--tolerance", str(tolerance)]
+    checked_dir = saved_model_dir
+    if saved_model_dir.startswith(PROCESS_LOCAL_PREFIXES):
+        checked_dir = str(pathlib.Path(scratch) / "saved_model")
+        copy_tree(saved_model_dir, checked_dir)
+        logging.info("%s is in this process's memory, which another process cannot read: verifying "
+                     "a local copy of it (%s) in a clean process instead", saved_model_dir, checked_dir)
+    command = [sys.executable, VERIFY_SCRIPT, checked_dir, cases_path, "--tolerance", str(tolerance)]
     if outputs_path:
         command += ["--outputs", outputs_path]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -259,6 +302,6 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
         raise
     finally:
         tf.io.gfile.rmtree(scratch)
-    tf.io.gfile.rename(temp_dir, final_dir)
+    publish(temp_dir, final_dir)
     logging.info("exported and verified %s: %s", final_dir, check["signatures"])
     return result

@@ -1,7 +1,7 @@
 """Helpers for tests/export: hand-made specs and batches, and the two shared exports:
 
 * `dense_export`: 12 features, 9 classes (JapaneseVowels-shaped, so the README literal fits),
-  LSTM with input/state/output dropout, quantized TFLite too;
+  LSTM with input/state/output dropout (one mask per example), quantized TFLite too;
 * `token_export`: raw text, binary head, bidirectional GRU, mean pooling, no dropout.
 
 Both models are untrained (fresh weights from `models.build_model`) with a hand-made DataSpec;
