@@ -55,6 +55,8 @@ EXPORT_ENTRIES = ("saved_model.pb", "fingerprint.pb", "variables", "assets", "as
                   "tflite", "weights")
 # Rows of the second, smaller case (another batch size and length) checked everywhere.
 SMALL_CASE_ROWS = 3
+# Filesystems whose files live in this process's memory: a clean process cannot read them.
+PROCESS_LOCAL_PREFIXES = ("ram://",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +69,7 @@ class ExportOptions:
       quantize: also write a dynamic-range quantized TFLite model and report its size and
         accuracy change.
       mc_samples: Monte-Carlo dropout samples of the `uncertainty` signature.
-      mc_seed: base seed of those samples (sample s uses stateless seed [mc_seed, s]).
+      mc_seed: base seed of those samples (mixed into each example's own mask seeds, `export.uncertainty`).
       tolerance: largest allowed |SavedModel - in-memory model| difference.
       tflite_tolerance: largest allowed |TFLite - SavedModel| difference.
       layout: "versions" (`<export_dir>/<version>/`, TF Serving's), "vertex" (the model directly
@@ -99,32 +101,6 @@ def next_version(export_dir: str) -> int:
     return max([int(time.time())] + [version + 1 for version in existing])
 
 
-def uses_vertex_layout(export_dir: str, layout: str = "auto") -> bool:
-    """Whether the model goes directly into `export_dir` (see the module docstring)."""
-    if layout != "auto":
-        return layout == "vertex"
-    model_dir = os.environ.get("AIP_MODEL_DIR", "")
-    return bool(model_dir) and model_dir.rstrip("/") == export_dir.rstrip("/")
-
-
-def publish_into(temp_dir: str, target: str) -> None:
-    """Moves a verified export's files from `temp_dir` into `target` itself (Vertex AI's layout).
-
-    The earlier model's `saved_model.pb` goes first and the new one comes last, so `target` holds
-    a loadable model only while all of that model's files are in place.
-    """
-    for name in EXPORT_ENTRIES:  # saved_model.pb first
-        old = tf.io.gfile.join(target, name)
-        if tf.io.gfile.isdir(old):
-            tf.io.gfile.rmtree(old)
-        elif tf.io.gfile.exists(old):
-            tf.io.gfile.remove(old)
-    names = [name.rstrip("/") for name in tf.io.gfile.listdir(temp_dir)]
-    for name in sorted(names, key=lambda n: n == "saved_model.pb"):
-        tf.io.gfile.rename(tf.io.gfile.join(temp_dir, name), tf.io.gfile.join(target, name), overwrite=True)
-    tf.io.gfile.rmtree(temp_dir)
-
-
 def _small_case(sample: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     """The first rows of the sample, cut to their own longest length."""
     rows = {key: value[:SMALL_CASE_ROWS] for key, value in sample.items()}
@@ -149,7 +125,9 @@ def expected_cases(module: ServingModule, signatures, sample: Dict[str, np.ndarr
         if name == "text":
             if texts is None:
                 continue
-            inputs = {"text": np.asarray(list(texts), dtype=object).astype(bytes)}
+            # UTF-8 bytes: numpy's astype(bytes) would encode str as ASCII and fail on "é".
+            inputs = {"text": np.asarray([t.encode("utf-8") if isinstance(t, str) else t
+                                          for t in texts], dtype=object)}
         else:
             inputs = {key: batch[key] for key in names}
         outputs = function(*[tf.constant(inputs[key]) for key in names])
@@ -172,16 +150,87 @@ def _write_npz(path: str, arrays: Dict[str, np.ndarray]) -> None:
         f.write(buffer.getvalue())
 
 
+def copy_tree(source: str, target: str) -> None:
+    """Copies the folder `source` (any TF filesystem) to `target`, files and subfolders."""
+    for folder, _, files in tf.io.gfile.walk(source):
+        relative = folder[len(source):].lstrip("/")
+        destination = tf.io.gfile.join(target, relative) if relative else target
+        tf.io.gfile.makedirs(destination)
+        for name in files:
+            path = tf.io.gfile.join(folder, name)
+            # ram:// lists children by name prefix: "assets" shows ".extra" (of "assets.extra/").
+            if tf.io.gfile.exists(path):
+                tf.io.gfile.copy(path, tf.io.gfile.join(destination, name), overwrite=True)
+
+
+def publish(temp_dir: str, final_dir: str) -> None:
+    """Moves the verified folder to its version name, where a server watching sees it at once.
+
+    On ram:// a rename moves only the folder's own entry and leaves its files under the old
+    name (measured), so there the folder is copied and then removed: not atomic, but no other
+    process can watch an in-memory filesystem.
+    """
+    if not temp_dir.startswith(PROCESS_LOCAL_PREFIXES):
+        tf.io.gfile.rename(temp_dir, final_dir)
+        return
+    copy_tree(temp_dir, final_dir)
+    try:
+        tf.io.gfile.rmtree(temp_dir)
+    except tf.errors.NotFoundError:
+        # ram:// lists "assets/.extra" for "assets.extra/" and, having deleted everything,
+        # fails on that phantom; a real failure leaves the folder there.
+        if tf.io.gfile.exists(temp_dir):
+            raise
+
+
+def uses_vertex_layout(export_dir: str, layout: str = "auto") -> bool:
+    """Whether the model goes directly into `export_dir` (see the module docstring)."""
+    if layout != "auto":
+        return layout == "vertex"
+    model_dir = os.environ.get("AIP_MODEL_DIR", "")
+    return bool(model_dir) and model_dir.rstrip("/") == export_dir.rstrip("/")
+
+
+def publish_into(temp_dir: str, target: str) -> None:
+    """Moves a verified export's files from `temp_dir` into `target` itself (Vertex AI's layout).
+
+    The earlier model's `saved_model.pb` goes first and the new one comes last, so `target` holds
+    a loadable model only while all of that model's files are in place.
+    """
+    for name in EXPORT_ENTRIES:  # saved_model.pb first
+        old = tf.io.gfile.join(target, name)
+        if tf.io.gfile.isdir(old):
+            tf.io.gfile.rmtree(old)
+        elif tf.io.gfile.exists(old):
+            tf.io.gfile.remove(old)
+    names = [name.rstrip("/") for name in tf.io.gfile.listdir(temp_dir)]
+    for name in sorted(names, key=lambda n: n == "saved_model.pb"):
+        source, destination = tf.io.gfile.join(temp_dir, name), tf.io.gfile.join(target, name)
+        if tf.io.gfile.isdir(source):
+            publish(source, destination)  # a folder: copied on ram://, see `publish`
+        else:
+            tf.io.gfile.rename(source, destination, overwrite=True)
+    tf.io.gfile.rmtree(temp_dir)
+
+
 def verify(saved_model_dir: str, cases: Dict[str, np.ndarray], tolerance: float = 1e-5,
            outputs_path: str = "") -> Dict:
     """Checks the SavedModel in a fresh Python process; raises RuntimeError if it fails.
 
+    A SavedModel on a filesystem only this process can see (`PROCESS_LOCAL_PREFIXES`: ram://)
+    is checked as a byte-for-byte local copy, still in a fresh process (logged).
     With `outputs_path`, the loaded model's outputs per case are written there (npz).
     """
     scratch = tempfile.mkdtemp(prefix="seqtrain-verify-")
     cases_path = str(pathlib.Path(scratch) / "cases.npz")
     _write_npz(cases_path, cases)
-    command = [sys.executable, VERIFY_SCRIPT, saved_model_dir, cases_path, "--tolerance", str(tolerance)]
+    checked_dir = saved_model_dir
+    if saved_model_dir.startswith(PROCESS_LOCAL_PREFIXES):
+        checked_dir = str(pathlib.Path(scratch) / "saved_model")
+        copy_tree(saved_model_dir, checked_dir)
+        logging.info("%s is in this process's memory, which another process cannot read: verifying "
+                     "a local copy of it (%s) in a clean process instead", saved_model_dir, checked_dir)
+    command = [sys.executable, VERIFY_SCRIPT, checked_dir, cases_path, "--tolerance", str(tolerance)]
     if outputs_path:
         command += ["--outputs", outputs_path]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -305,6 +354,6 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
     if vertex:
         publish_into(temp_dir, final_dir)
     else:
-        tf.io.gfile.rename(temp_dir, final_dir)
+        publish(temp_dir, final_dir)
     logging.info("exported and verified %s: %s", final_dir, check["signatures"])
     return result

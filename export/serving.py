@@ -43,7 +43,7 @@ class ServingModule(tf.Module):
       head: the resolved head name.
       vocab_path: the vocabulary file (token data), which becomes a SavedModel asset.
       mc_samples: Monte-Carlo samples of the `uncertainty` signature.
-      mc_seed: base seed of those samples (sample s uses the stateless seed [mc_seed, s]).
+      mc_seed: base seed of those samples (mixed into each example's own mask seeds, `export.uncertainty`).
     """
 
     def __init__(self, model, spec, head: str, vocab_path: str = "", mc_samples: int = 20,

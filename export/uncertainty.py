@@ -1,8 +1,11 @@
 """Monte-Carlo dropout: predictive uncertainty from the model's own variational dropout masks.
 
-Sample s runs `model(inputs, training=True, seed=[base_seed, s])`, so its masks are exactly
-the masks training would draw with that stateless seed (`models.rnn.dropout`), and the same
-inputs always give the same answer. With probabilities p_s (s = 1..N):
+The same sequence gets the same answer whatever batch TF Serving's request batching puts it in,
+wherever in it, and however much padding the batch adds. So masks are not drawn by batch
+position: example b's sample s uses the masks that b would draw alone (a batch of 1) with the
+stateless seed [h_b, s] (`models.rnn.dropout`), where h_b hashes base_seed and b's own real
+steps (their float32 bits or token ids, `example_hashes`): padding and neighbours never reach
+it. With probabilities p_s (s = 1..N):
 
   probabilities       mean_s p_s                         (the MC predictive distribution)
   predictive_entropy  H[mean_s p_s]                      (total uncertainty)
@@ -34,9 +37,33 @@ def has_dropout(model) -> bool:
     return min(c.input_keep_prob, c.state_keep_prob, c.output_keep_prob, c.update_keep_prob) < 1.0
 
 
-def sample_seed(base_seed: int, sample: int) -> tf.Tensor:
-    """int32 [2]: the stateless dropout seed of MC sample `sample` (0-based)."""
-    return tf.stack([tf.constant(base_seed, tf.int32), tf.cast(sample, tf.int32)])
+def example_hashes(values: tf.Tensor, lengths: tf.Tensor, base_seed: int) -> tf.Tensor:
+    """int32 [B] in [0, 2^31 - 1): a hash of base_seed and each example's real steps only.
+
+    Args:
+      values: float32 [B, T, D] features or int32 [B, T] token ids; steps past a length are
+        ignored, whatever they hold.
+      lengths: int32 [B] (a length past T means all T steps, as the model reads it).
+      base_seed: Python int, mixed in so that another seed gives other masks.
+    """
+    if values.dtype.is_floating:
+        # The exact float32 bits (+ 0.0 makes -0.0 and 0.0 one value, as they are to the model).
+        values = tf.bitcast(tf.cast(values, tf.float32) + 0.0, tf.int32)
+    steps = tf.strings.as_string(values)
+    if steps.shape.rank == 3:
+        steps = tf.strings.reduce_join(steps, axis=2, separator=",")  # [B, T]
+    time_steps = tf.shape(steps)[1]
+    real = tf.sequence_mask(tf.minimum(lengths, time_steps), time_steps)
+    # Every real step ends in ";" and padding adds nothing, so extra padding changes no string.
+    text = tf.strings.reduce_join(tf.where(real, steps + ";", ""), axis=1)
+    hashed = tf.strings.to_hash_bucket_fast(tf.strings.join([f"{int(base_seed)}:", text]), 2**31 - 1)
+    return tf.cast(hashed, tf.int32)
+
+
+def sample_seeds(hashes: tf.Tensor, sample) -> tf.Tensor:
+    """int32 [B, 2]: the per-example stateless dropout seeds [h_b, sample] of MC sample `sample`
+    (0-based, an int or int32 scalar); hashes: int32 [B] from `example_hashes`."""
+    return tf.stack([hashes, tf.fill(tf.shape(hashes), tf.cast(sample, tf.int32))], axis=1)
 
 
 def _entropy(head: str, probabilities: tf.Tensor) -> tf.Tensor:
@@ -56,7 +83,8 @@ def mc_dropout(model, inputs: Mapping[str, tf.Tensor], head: str, num_samples: i
         int32 [B]).
       head: the head name.
       num_samples: N >= 1 (a model without dropout is sampled once whatever N is).
-      base_seed: Python int; sample s uses the stateless seed [base_seed, s].
+      base_seed: Python int; example b's sample s uses the stateless seed [h_b, s], h_b a hash
+        of base_seed and b's real steps (`example_hashes`).
 
     Returns:
       dict of float32 tensors: "probabilities" (the head's probability shape: multiclass
@@ -71,8 +99,11 @@ def mc_dropout(model, inputs: Mapping[str, tf.Tensor], head: str, num_samples: i
         entropy = _entropy(head, probabilities)
         return _finish(head, inputs, probabilities, entropy, entropy)
 
+    hashes = example_hashes(inputs[model.input_key], inputs["lengths"], base_seed)
+
     def sample(s):
-        probs = head_probabilities(model(inputs, training=True, seed=sample_seed(base_seed, s)), head)
+        logits = model(inputs, training=True, seed=sample_seeds(hashes, s))
+        probs = head_probabilities(logits, head)
         return probs, _entropy(head, probs)
 
     prob_sum, entropy_sum = sample(0)

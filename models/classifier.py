@@ -37,8 +37,9 @@ class SequenceClassifier(keras.Model):
     Call arguments:
       inputs: batch dict ("features" or "token_ids", and "lengths"); other keys ignored.
       training: Python bool; dropout only when True.
-      seed: optional int32 [2] stateless seed for this batch's dropout masks; None lets the
-        encoder draw from its own generator.
+      seed: optional int32 [2] stateless seed for this batch's dropout masks, or [B, 2], one
+        per example (each example's masks as if it were alone in its batch, so its result does
+        not depend on the batch); None lets the encoder draw from its own generator.
 
     Output: float32 logits, multiclass [B, C], binary [B, 1], multilabel [B, C],
       tagging [B, T, C] (zeros past each length).

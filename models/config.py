@@ -23,7 +23,7 @@ CELLS = ("lstm", "gru", "rnn", "layer_norm_lstm")
 POOLING_NAMES = ("last", "mean", "max", "attention")
 HEAD_NAMES = ("auto", "multiclass", "binary", "multilabel", "tagging")
 CLASS_WEIGHTINGS = ("none", "balanced")
-SEQUENCE_NORMS = ("auto", "on", "off")
+SEQUENCE_NORMS = ("on", "off")
 # Most stride one front-end convolution takes; a larger total stride needs more layers.
 MAX_STRIDE_PER_LAYER = 4
 # "text" is accepted because the data spec says so for raw strings: the model still sees token ids.
@@ -68,8 +68,10 @@ class ModelConfig:
       prior_bias_init: initialise the output bias from `class_counts` so step 0 predicts the
         training base rate.
       sequence_norm: "on" z-normalises every dense sequence over its own real steps, per
-        feature, after the training-set normalisation (time-series shape, not level); "off";
-        "auto" is decided by the trainer from the data (`trainer/rules.py`) and built as "off".
+        feature, after the training-set normalisation (time-series shape, not level), for
+        recordings that differ in gain or offset; "off". Off by default: on the development
+        suite it changed nothing on already z-normalised sets and removed the signal on PigCVP,
+        where level and scale identify the subject (bench/real_data_results.md).
       conv_layers: strided 1-D convolutions before the recurrence (`models/frontend.py`); 0 =
         none; -1 = "auto", decided by the trainer from the training lengths, built as 0.
       conv_filters: channels of every front-end convolution.
@@ -110,7 +112,7 @@ class ModelConfig:
     label_smoothing: float = 0.0
     class_weighting: str = "none"
     prior_bias_init: bool = True
-    sequence_norm: str = "auto"
+    sequence_norm: str = "off"
     conv_layers: int = -1
     conv_filters: int = 64
     conv_kernel_size: int = 7
@@ -218,7 +220,7 @@ class ModelConfig:
 
     @property
     def uses_sequence_norm(self) -> bool:
-        """Whether dense inputs are z-normalised per sequence ("auto" unresolved means no)."""
+        """Whether dense inputs are z-normalised per sequence."""
         return self.sequence_norm == "on" and not self.uses_tokens
 
     @property

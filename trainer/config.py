@@ -80,8 +80,9 @@ class TrainConfig:
       seed: seeds weights, shuffling, the validation hold-out and dropout masks.
       op_determinism: make every op deterministic (with `--deterministic` data order, a run
         and a killed-and-resumed run end bitwise equal; somewhat slower).
-      jit_compile: compile the train step with XLA (time padded to a multiple of 8, so it
-        compiles once): "on", "off" or "auto". On 2 CPU cores XLA gives ~3x the steps/s of the
+      jit_compile: compile the train step with XLA (time padded to a multiple of 8 and of a
+        quarter of its octave, so it compiles a few shapes, about 4 per doubling of length):
+        "on", "off" or "auto". On 2 CPU cores XLA gives ~3x the steps/s of the
         default model (~7x on long sequences) once compiled, but compiling costs ~8 s, so
         "auto" turns it on when the run will read at least `XLA_AUTO_MIN_TOKENS` real steps
         (steps x batch x median length) and says so in the log.

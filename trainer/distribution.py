@@ -13,17 +13,41 @@ Each worker reads its own shard of the data through its own checkpointable itera
 its own checkpoint (a distributed dataset iterator cannot be checkpointed): the chief's lives in
 the model dir, worker i's in `<model_dir>/workers/worker-i`. Only the chief writes summaries,
 the best checkpoint, metrics and the export.
+
+A peer that dies makes the others' next collective fail; `watch_peers` turns that error into one
+line (`PeerLost`: which peer, after which step, the checkpoint to resume from). At the end every
+worker waits for the chief's export (`finish_together`), so a clean run logs no error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
-from typing import Optional
+import re
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import tensorflow as tf
+from tensorflow.python.eager import context  # the coordination-service barrier has no public API
+
+# How long the other workers wait at the end for the chief's test evaluation and export.
+FINISH_TIMEOUT_SECS = 3600
+# What a collective raises when a peer is gone: aborted by the coordination service after the
+# peer's heartbeats stop (~10 s), timed out (`--collective-timeout-secs`), or cancelled.
+COLLECTIVE_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                     tf.errors.CancelledError)
+# Only those whose message says a collective or the coordination service failed: an
+# UnavailableError from storage (a checkpoint on gs://) is no lost peer.
+_COLLECTIVE_MESSAGE = re.compile(r"collective|coordination|heartbeat|unhealthy", re.IGNORECASE)
+_TASK_NAME = re.compile(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)")
+# What the user reads for what TensorFlow's message says (first match wins).
+LOST_PEER_CAUSES = (
+    (re.compile(r"stopped sending heartbeats"), "it stopped sending heartbeats"),
+    (re.compile(r"connection refused|failed to connect", re.IGNORECASE), "its connection was refused"),
+    (re.compile(r"socket closed|connection reset|broken pipe", re.IGNORECASE), "its connection broke"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +130,63 @@ def make_strategy(timeout_seconds: int = 300):
     return tf.distribute.get_strategy(), info
 
 
+class PeerLost(RuntimeError):
+    """A multi-worker job lost a peer: the message names it (task and address where TensorFlow's
+    error does), the step this worker reached and the checkpoint a restart resumes from."""
+
+
+def lost_peers(error: BaseException, tf_config: Optional[dict]) -> List[str]:
+    """The other tasks a collective error names, as "worker 1 (host:port)"; [] if it names none.
+
+    TensorFlow names tasks `/job:worker/replica:0/task:1` (or `/job:worker/task:1`); this
+    process's own task is left out, and the address comes from TF_CONFIG's cluster.
+    """
+    cluster = (tf_config or {}).get("cluster", {})
+    task = (tf_config or {}).get("task", {})
+    own = (task.get("type", "worker"), int(task.get("index", 0)))
+    names = []
+    for job, index in dict.fromkeys((job, int(i)) for job, i in _TASK_NAME.findall(str(error))):
+        if (job, index) == own:
+            continue
+        addresses = cluster.get(job, [])
+        notes = (["the chief"] if job == "chief" or (job == "worker" and index == 0 and not cluster.get("chief"))
+                 else []) + ([addresses[index]] if index < len(addresses) else [])
+        names.append(f"{job} {index}" + (f" ({', '.join(notes)})" if notes else ""))
+    return names
+
+
+def peer_lost(error: BaseException, info: WorkerInfo, step: int, checkpoint: Optional[str]) -> PeerLost:
+    """The one-line `PeerLost` for a collective `error` that ended this worker at `step`."""
+    peers = lost_peers(error, read_tf_config())
+    who = " and ".join(peers) if peers else "a peer"
+    cause = next((text for pattern, text in LOST_PEER_CAUSES if pattern.search(str(error))), None)
+    if cause is None:
+        cause = ("no answer within --collective-timeout-secs" if isinstance(error, tf.errors.DeadlineExceededError)
+                 else type(error).__name__)
+    resume = (f"the newest checkpoint is {checkpoint}: restart every worker with the same "
+              "--model-dir to resume from it" if checkpoint else
+              "no checkpoint was saved yet: a restart begins at step 0")
+    return PeerLost(f"lost {who} of the {info.num_workers}-worker job after step {step} ({cause}); "
+                    f"{resume}")
+
+
+@contextlib.contextmanager
+def watch_peers(info: WorkerInfo, progress: Callable[[], Tuple[int, Optional[str]]]) -> Iterator[None]:
+    """Inside it, a collective that fails because a peer is gone raises `PeerLost` from
+    TensorFlow's error (which names an op, not what happened or what to do).
+
+    progress: () -> (the step this worker reached, the checkpoint to resume from or None),
+      called only after a failure.
+    """
+    try:
+        yield
+    except COLLECTIVE_ERRORS as error:
+        if info.num_workers == 1 or not _COLLECTIVE_MESSAGE.search(str(error)):
+            raise
+        step, checkpoint = progress()
+        raise peer_lost(error, info, step, checkpoint) from error
+
+
 def _gather_over_workers(strategy, value: int):
     """int64 [replicas]: `value` from every replica of every worker (ReduceOp has no MIN/MAX)."""
     local = strategy.run(lambda: tf.constant([value], tf.int64))
@@ -124,3 +205,18 @@ def min_over_workers(strategy, value: int) -> int:
     if strategy.extended._in_multi_worker_mode():  # noqa: SLF001
         return int(tf.reduce_min(_gather_over_workers(strategy, value)))
     return value
+
+
+def finish_together(info: WorkerInfo) -> None:
+    """Blocks until every worker of a multi-worker job has reached the end of its run.
+
+    Why: a worker that exits while the chief still evaluates and exports stops sending heartbeats
+    to the coordination service (which the chief hosts) but is held at process exit until the
+    chief leaves; 10 s later the service declares it crashed and the chief logs an error-level
+    `StartAbort UNAVAILABLE ... tasks have crashed` and may take much longer to exit. Waiting here,
+    heartbeats still running, lets all processes shut down together. The barrier is the
+    coordination service's, not a collective, so `--collective-timeout-secs` does not bound the
+    export. Does nothing outside a multi-worker job.
+    """
+    if info.num_workers > 1:
+        context.context().wait_at_barrier("seqtrain/finished", FINISH_TIMEOUT_SECS * 1000)

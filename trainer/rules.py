@@ -14,9 +14,9 @@ Rules (a user overrides any of them by giving the field a value):
     about `RECURRENCE_TARGET_STEPS` steps at the median (at least half that) (total stride a power of 2, at most 4
     per layer, at least 2 layers). Short sequences (speech frames, sentences) and tagging
     heads get none.
-  * `sequence_norm`: per-sequence z-normalisation for univariate dense series (feature width
-    1) with a front end: there, shape carries the class and level and scale mostly carry the
-    recording; multivariate frames keep their training-set normalisation only.
+  Per-sequence z-normalisation (`sequence_norm`) is no rule: it is off unless asked for. On
+    the suite it was a no-op on the z-normalised sets and took away what identifies PigCVP's
+    classes (per-sequence level and scale).
 """
 
 from __future__ import annotations
@@ -71,12 +71,4 @@ def resolve(config: Config, spec) -> Tuple[Config, List[str]]:
         else:
             notes.append(f"conv front end: none (median training length {median} <= "
                          f"{FRONTEND_MIN_LENGTH}, or a tagging head)")
-    if model.sequence_norm == "auto":
-        on = (not spec.is_tokens) and spec.feature_dim == 1 and model.conv_layers > 0
-        model = dataclasses.replace(model, sequence_norm="on" if on else "off")
-        notes.append(f"sequence_norm: {'on' if on else 'off'} ("
-                     + ("univariate series with a front end" if on else
-                        "token inputs" if spec.is_tokens else
-                        f"{spec.feature_dim} features" if spec.feature_dim != 1 else "short series")
-                     + ")")
     return dataclasses.replace(config, model=model), notes

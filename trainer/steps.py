@@ -37,10 +37,26 @@ def model_keys(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     return {key: value for key, value in batch.items() if key in NUMERIC_KEYS}
 
 
+def compiled_length(time_steps: tf.Tensor, multiple: int = XLA_TIME_MULTIPLE) -> tf.Tensor:
+    """int32 scalar: the padded length XLA compiles a batch of `time_steps` steps for.
+
+    A multiple of `multiple`, and of a quarter of the largest power of 2 <= time_steps, so the
+    compiled shapes stay few whatever the data: about 4 per doubling of length (at most 25%
+    padding added). Rounding to a multiple of 8 alone gave every batch of a long, widely spread
+    bucket its own shape (DNA sequences of 4,000 to 18,921 tokens) and XLA recompiled nearly
+    every step.
+    """
+    time_steps = tf.cast(time_steps, tf.int32)
+    octave = tf.bitwise.left_shift(1, tf.cast(tf.math.floor(
+        tf.math.log(tf.cast(tf.maximum(time_steps, 1), tf.float32)) / tf.math.log(2.0)), tf.int32))
+    step = tf.maximum(tf.constant(multiple, tf.int32), octave // 4)
+    return time_steps + (-time_steps) % step
+
+
 def pad_time(batch: Dict[str, tf.Tensor], multiple: int) -> Dict[str, tf.Tensor]:
-    """Zero-pads the time axis (axis 1) of the per-step entries up to a multiple of `multiple`."""
+    """Zero-pads the time axis (axis 1) of the per-step entries up to `compiled_length`."""
     time_steps = tf.shape(next(batch[key] for key in TIME_KEYS if key in batch))[1]
-    extra = (-time_steps) % multiple
+    extra = compiled_length(time_steps, multiple) - time_steps
     padded = dict(batch)
     for key in TIME_KEYS:
         if key in batch:

@@ -5,7 +5,8 @@ build the model and optimizer, restore the newest readable checkpoint (model, op
 RNG, data iterators and early-stopping state) or warm-start from another run, then train in
 compiled chunks that end wherever something is due: a log line, an evaluation (every epoch or
 `eval_every_steps`), a checkpoint, the end of an epoch. SIGTERM ends the chunk in flight, saves
-a checkpoint there and raises `preemption.Preempted`. The best checkpoint is kept apart; at the
+a checkpoint there and raises `preemption.Preempted`; a lost peer of a multi-worker job raises
+`distribution.PeerLost`. The best checkpoint is kept apart; at the
 end its weights are evaluated once on the test split and exported. What a step does lives
 in `trainer.steps`; the strategy and who writes what in `trainer.distribution`.
 """
@@ -239,7 +240,11 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
                        evaluations=math.ceil(total_steps / eval_every) if eval_ds is not None else 0)
     loop_started = time.time()
     periods = (tc.log_step_count_steps, eval_every if eval_ds is not None else 0, save_every, steps_per_epoch)
-    with stop_signal, display:  # SIGTERM: save at the end of the chunk in flight and exit
+    def progress():  # for a lost peer's message: where this worker got to, where to resume
+        return int(step), manager.latest_checkpoint or restored
+
+    # SIGTERM: save at the end of the chunk in flight and exit; a lost peer: one clear error.
+    with stop_signal, distribution.watch_peers(worker, progress), display:
         while int(step) < total_steps and not bool(stopped_early):
             current = int(step)
             started = time.perf_counter()
@@ -300,10 +305,16 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
         save(int(step))
     window.train_seconds = time.time() - loop_started
     if not worker.is_chief:
+        with distribution.watch_peers(worker, progress):
+            distribution.finish_together(worker)  # until the chief has evaluated and exported
         return {"steps": int(step), "trained_steps_this_run": trained_steps}
-    return _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_checkpoint,
-                   best_value, best_step, stopped_early, step, trained_steps, window, history,
-                   train_datasets[0])
+    try:
+        return _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_checkpoint,
+                       best_value, best_step, stopped_early, step, trained_steps, window, history,
+                       train_datasets[0])
+    finally:  # an export that fails still releases the workers (the chief reports the error)
+        with distribution.watch_peers(worker, progress):
+            distribution.finish_together(worker)
 
 
 def _preempted(save, manager, restored: Optional[str], current: int, trained_steps: int) -> preemption.Preempted:

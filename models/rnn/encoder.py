@@ -42,7 +42,8 @@ class SequenceEncoder(keras.layers.Layer):
       lengths: int32 [B], real lengths (clipped to [0, T]).
       training: Python bool; dropout only when True.
       seed: optional int32/int64 [2], stateless seed for this call's masks (the trainer's
-        checkpointed `tf.random.Generator` can supply it: `gen.make_seeds(1)[:, 0]`).
+        checkpointed `tf.random.Generator` can supply it: `gen.make_seeds(1)[:, 0]`), or
+        [B, 2], one per example (each example's masks as if it were alone: `draw_masks`).
       masks: optional list (per layer) of lists (per direction) of `DropoutMasks`, used
         instead of drawing (tests, reference checks); applied whatever `training` is.
       return_state: bool, also return the final states of every layer.
@@ -124,9 +125,44 @@ class SequenceEncoder(keras.layers.Layer):
 
     def draw_masks(self, seed, batch_size, time_steps):
         """Masks every wrapper would use for a call with this seed (list per layer of list
-        per direction of `DropoutMasks`). seed: int32/int64 [2]."""
+        per direction of `DropoutMasks`).
+
+        seed: int32/int64 [2] for the whole call, or [B, 2], one per example: then example b
+          gets the masks it would draw alone (a batch of 1) with seed[b], whatever batch it is
+          in, wherever in it, and (masks are drawn step by step from the start) however much
+          padding the batch adds. Masks are then [B, size] or, per step, [T, B, size].
+        """
+        seed = tf.convert_to_tensor(seed)
+        if seed.shape.rank == 2:
+            return self._draw_masks_per_example(seed, time_steps)
         return [[w.draw_masks(seed, batch_size, time_steps) for w in row]
                 for row in self.wrappers]
+
+    def _draw_masks_per_example(self, seeds, time_steps):
+        """`draw_masks` for seeds int32/int64 [B, 2]: one batch-of-1 draw per example, stacked."""
+        # The structure (None where a keep probability is 1) and ranks of one draw; its ops are
+        # unused, so a traced graph prunes them.
+        structure = self.draw_masks(tf.zeros([2], seeds.dtype), 1, time_steps)
+        template = tf.nest.flatten(structure)
+
+        def alone(seed):
+            return [m for m in tf.nest.flatten(self.draw_masks(seed, 1, time_steps)) if m is not None]
+
+        # A stateless draw takes one seed: vectorising over seeds would fall back to this loop.
+        # A leading spare row (dropped below) lets an empty batch stack per-step masks, whose
+        # time dimension is unknown when traced.
+        padded = tf.concat([tf.zeros([1, 2], seeds.dtype), seeds], 0)
+        drawn = iter(tf.map_fn(alone, padded, fn_output_signature=[
+            tf.TensorSpec(None, tf.float32) for m in template if m is not None]))
+        stacked = []
+        for m in template:
+            if m is None:
+                stacked.append(None)
+            elif m.shape.rank == 2:  # [1 + B, 1, size] -> [B, size]
+                stacked.append(tf.squeeze(next(drawn), 1)[1:])
+            else:  # per step: [1 + B, T, 1, size] -> [T, B, size]
+                stacked.append(tf.transpose(tf.squeeze(next(drawn), 2)[1:], [1, 0, 2]))
+        return tf.nest.pack_sequence_as(structure, stacked)
 
     def call(self, inputs, lengths, training=False, seed=None, masks=None, return_state=False,
              return_sequences=True):

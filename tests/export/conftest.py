@@ -21,7 +21,7 @@ from export_testlib import dense_spec, make_export, token_spec  # noqa: E402
 def dense_export(tmp_path_factory):
     return make_export(tmp_path_factory.mktemp("dense"), dense_spec(), quantize=True,
                        cell="lstm", hidden_units=32, input_keep_prob=0.9, state_keep_prob=0.8,
-                   output_keep_prob=0.7)
+                       output_keep_prob=0.7, mask_per_example=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Helpers for tests/export: hand-made specs and batches, and the two shared exports:
 
 * `dense_export`: 12 features, 9 classes (JapaneseVowels-shaped, so the README literal fits),
-  LSTM with input/state/output dropout, quantized TFLite too;
+  LSTM with input/state/output dropout (one mask per example), quantized TFLite too;
 * `token_export`: raw text, binary head, bidirectional GRU, mean pooling, no dropout.
 
 Both models are untrained (fresh weights from `models.build_model`) with a hand-made DataSpec;
@@ -20,7 +20,9 @@ from models import ModelConfig, build_model
 
 REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 DENSE_LABELS = tuple(str(i) for i in range(1, 10))
-VOCAB = ("the", "movie", "good", "bad", "was", ",", "!", "not", "plot", "great")
+# Two entries are not ASCII: real vocabularies hold accents and emoji (an export once failed
+# on a rocket emoji in a PyPI summary).
+VOCAB = ("the", "movie", "good", "bad", "was", ",", "!", "not", "plot", "great", "café", "\U0001f680")
 MC_SAMPLES = 8
 MC_SEED = 7
 

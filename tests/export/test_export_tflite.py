@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from export import tflite as tflite_lib
+from export_testlib import VOCAB
 
 
 def _ops(path):
@@ -84,4 +85,4 @@ def test_token_tflite_ships_vocab_and_tokenization_note(token_export):
     assert (folder / "labels.txt").read_text() == "neg\npos\n"
     assert (folder / "vocab.txt").read_text() == (token_export.version_dir / "assets" / "vocab.txt").read_text()
     note = (folder / "TOKENIZATION.md").read_text()
-    assert "token_ids" in note and "id 11" in note  # 10 vocabulary entries, then the OOV buckets
+    assert "token_ids" in note and f"id {len(VOCAB) + 1}" in note  # the vocabulary, then OOV buckets

@@ -92,6 +92,5 @@ def test_config_refuses_frontends_it_cannot_build(fields, message):
 
 
 def test_unresolved_auto_builds_no_frontend():
-    model = build_model(tiny_config("multiclass", conv_layers=-1, conv_stride=-1,
-                                    sequence_norm="auto"))
+    model = build_model(tiny_config("multiclass", conv_layers=-1, conv_stride=-1))
     assert model.frontend is None and not model.model_config.uses_sequence_norm

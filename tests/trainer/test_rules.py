@@ -1,6 +1,6 @@
 """Defaults decided from the data (trainer/rules.py, the step and hold-out rules): unit rules,
-and one CLI run on long univariate series, where they switch on the front end and
-per-sequence normalisation, train on every record, and the export is verified with them."""
+and one CLI run on long univariate series, where they switch on the front end, train on every
+record, and the export is verified with them."""
 
 import json
 import subprocess
@@ -36,15 +36,13 @@ def test_front_end_reads_about_150_steps_at_the_median(median, layers, stride):
 def test_resolve_fills_every_auto_field_and_says_why():
     config, notes = rules.resolve(Config(), _spec(1460))
     model = config.model
-    assert (model.conv_layers, model.conv_stride, model.sequence_norm) == (2, 16, "on")
+    assert (model.conv_layers, model.conv_stride, model.sequence_norm) == (2, 16, "off")
     assert model.conv_strides == (4, 4)
-    assert len(notes) == 2 and "median training length 1460" in notes[0]
-    # Multivariate frames keep their training-set normalisation only; tokens never get it.
-    assert rules.resolve(Config(), _spec(1460, feature_dim=12))[0].model.sequence_norm == "off"
+    assert len(notes) == 1 and "median training length 1460" in notes[0]
     tokens = rules.resolve(Config(), _spec(865, kind="tokens"))[0].model
-    assert (tokens.conv_layers, tokens.conv_stride, tokens.sequence_norm) == (2, 8, "off")
+    assert (tokens.conv_layers, tokens.conv_stride) == (2, 8)
     short = rules.resolve(Config(), _spec(15, feature_dim=12))[0].model
-    assert (short.conv_layers, short.sequence_norm) == (0, "off")
+    assert short.conv_layers == 0 and short.conv_strides == ()
 
 
 def test_a_value_the_user_gives_wins_over_the_rule():
@@ -85,11 +83,11 @@ def test_long_series_run_uses_the_rules_and_exports_a_verified_model(tmp_path):
     assert "auto: conv front end: 2 layers, total stride 2" in log
     assert "eval_fraction=auto: no hold-out" in log
     config = json.loads((model_dir / "config.json").read_text())["model"]
-    assert (config["conv_layers"], config["conv_stride"], config["sequence_norm"]) == (2, 2, "on")
+    assert (config["conv_layers"], config["conv_stride"], config["sequence_norm"]) == (2, 2, "off")
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert "eval" not in metrics and metrics["test"]["examples"] == 10
     assert metrics["best_checkpoint"].endswith("ckpt-4")  # no hold-out: the last weights
     manifest = json.loads(next(model_dir.glob("export/[0-9]*/weights/weights.json")).read_text())
     assert [layer["stride"] for layer in manifest["frontend"]] == [2, 1]
-    assert manifest["sequence_norm"] is True and manifest["frontend_branch"] is True
+    assert manifest["sequence_norm"] is False and manifest["frontend_branch"] is True
     assert any(p.suffix == ".tflite" for p in model_dir.glob("export/[0-9]*/**/*"))

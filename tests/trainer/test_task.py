@@ -127,6 +127,17 @@ def test_num_epochs_zero_adapts_to_the_number_of_training_sequences():
     assert eval_period(1200, 8) == 8 and eval_period(1200, 1) == 8 and eval_period(90, 3) == 3
 
 
+def test_xla_compiles_a_bounded_set_of_lengths_whatever_the_data():
+    from trainer.steps import compiled_length
+
+    lengths = range(1, 20000)
+    padded = [int(compiled_length(t)) for t in lengths]
+    assert all(p >= t and p % 8 == 0 for t, p in zip(lengths, padded))
+    assert all(p <= 1.25 * t for t, p in zip(lengths, padded) if t >= 32)  # padding <= 25%
+    assert len(set(padded)) <= 45  # about 4 shapes per doubling, not one per multiple of 8
+    assert [int(compiled_length(t)) for t in (7, 29, 63)] == [8, 32, 64]  # short: multiples of 8
+
+
 def _help_output() -> str:
     """`python -m trainer.task --help` in a fresh process, and whether it loaded TensorFlow."""
     code = ("import sys\nfrom trainer.task import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"

@@ -2,16 +2,14 @@
 train in step, end with identical weights, and match one process with the same global batch."""
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from trainer import distribution
-from trainer_testlib import command, max_difference, model_weights, tiny_data, tiny_flags
+from trainer_testlib import command, max_difference, model_weights, tiny_data, tiny_flags, worker_envs
 
 STEPS = 4
 
@@ -38,16 +36,6 @@ def test_no_cluster_means_the_default_strategy(monkeypatch):
     assert strategy.num_replicas_in_sync == 1 and info.is_chief and info.num_workers == 1
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _flags(data, model_dir, batch_size):
     # File order, no buckets: worker i reads records i, i+2, ...; so 2 workers x batch 4 see
     # the same 8 records per step as one process with batch 8.
@@ -57,13 +45,9 @@ def _flags(data, model_dir, batch_size):
 
 def _run_two_workers(flags) -> list:
     """Runs the trainer as two MultiWorkerMirroredStrategy workers; returns their outputs."""
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
     try:
-        for index in range(2):
-            env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-            env.pop("CLUSTER_SPEC", None)
+        for env in worker_envs(2):
             processes.append(subprocess.Popen(command(flags), env=env, text=True,
                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
         outputs = [p.communicate(timeout=300)[0] for p in processes]

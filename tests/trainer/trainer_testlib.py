@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import socket
 import sys
 
 import numpy as np
@@ -81,3 +83,27 @@ def model_weights(checkpoint_prefix: str) -> dict:
 def max_difference(a: dict, b: dict) -> float:
     assert a.keys() == b.keys() and a, (sorted(a), sorted(b))
     return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in a)
+
+
+def free_ports(n: int) -> list:
+    """n TCP ports on 127.0.0.1 that were free a moment ago."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def worker_envs(num_workers: int = 2, **extra) -> list:
+    """One environment per MultiWorkerMirroredStrategy worker on 127.0.0.1 (TF_CONFIG set,
+    CLUSTER_SPEC removed), plus `extra` variables; worker i's address is in its TF_CONFIG."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(num_workers)]}
+    envs = []
+    for index in range(num_workers):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                   **extra)
+        env.pop("CLUSTER_SPEC", None)
+        envs.append(env)
+    return envs
