@@ -53,7 +53,7 @@ def list_checkpoints(directory: str) -> List[str]:
         match = _INDEX_FILE.match(_name(path))
         if match:  # the glob also matches S3's `ckpt-N.part-....index` shards
             steps.append(int(match.group(1)))
-    return [os.path.join(directory, f"{CHECKPOINT_NAME}-{step}") for step in sorted(steps)]
+    return [tf.io.gfile.join(directory, f"{CHECKPOINT_NAME}-{step}") for step in sorted(steps)]
 
 
 def remove_unfinished_saves(directory: str) -> List[str]:
