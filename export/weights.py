@@ -29,17 +29,27 @@ left, and computes output j = ReLU(LN(sum_k x[j * stride + k] W[k] + bias)) with
 channels (epsilon 1e-5, `gamma`, `beta`); the length becomes ceil(length / stride). The
 recurrence reads the last layer's outputs; with `frontend_branch` their mean over real steps is
 concatenated after the pooled recurrence outputs before the head.
+
+With random-convolution features (`random_features` in the manifest, MiniROCKET-style): the
+normalised input x [T, D] (zeros past the length) is convolved, for each dilation d_i, with
+`random_features/kernels`[i] [9, D, 84] reading x[t + (k - 4) * d_i] (zeros outside 0..T-1);
+feature (i, kernel j, bias b) = the fraction of real steps t where that output exceeds
+`random_features/biases`[i, j, b]; the features, flattened in (i, j, b) order, are standardised
+with `random_features/feature_mean` and `feature_std`, multiplied by `scale`, and concatenated
+last before the head.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import json
 from typing import Dict
 
 import numpy as np
 import tensorflow as tf
 
+from models.random_conv import REFERENCE_WIDTH
 from models.rnn import convert
 
 WEIGHTS_FILE = "weights.npz"
@@ -121,6 +131,14 @@ def export_weights(model, output_dir: str) -> Dict[str, str]:
             frontend.append({"prefix": prefix, "stride": model.frontend.strides[index],
                              "kernel_size": model.frontend.kernel_size,
                              "left_padding": (model.frontend.kernel_size - 1) // 2})
+    random_features = None
+    if model.random_features is not None:
+        layer = model.random_features
+        for name in ("kernels", "biases", "feature_mean", "feature_std"):
+            arrays[f"random_features/{name}"] = np.asarray(getattr(layer, name).numpy(), np.float32)
+        random_features = {"dilations": list(layer.dilations), "kernel_length": 9,
+                           "biases_per_kernel": layer.per_kernel, "size": layer.output_size,
+                           "scale": math.sqrt(REFERENCE_WIDTH / layer.output_size)}
     for variable in model.pooling.weights:
         arrays["pooling/" + "/".join(variable.path.split("/")[-2:])] = np.asarray(variable.numpy())
     arrays["head/kernel"] = np.asarray(model.head.dense.kernel.numpy(), np.float32)
@@ -136,6 +154,7 @@ def export_weights(model, output_dir: str) -> Dict[str, str]:
         "pooling": config.pooling, "head": config.resolved_head,
         "sequence_norm": config.uses_sequence_norm,
         "frontend": frontend, "frontend_branch": model.branch_pooling is not None,
+        "random_features": random_features,
         "layers": layers,
         "shapes": {key: list(value.shape) for key, value in sorted(arrays.items())},
         "equations": EQUATIONS[config.cell],

@@ -25,6 +25,7 @@ from models.config import ModelConfig
 from models.frontend import ConvFrontEnd, sequence_normalize
 from models.heads import make_head, prior_bias
 from models.pooling import make_pooling, step_mask
+from models.random_conv import RandomConvFeatures
 from models.rnn.encoder import SequenceEncoder
 
 
@@ -78,6 +79,11 @@ class SequenceClassifier(keras.Model):
         self.pooling = make_pooling(config.pooling, name="pooling", dtype="float32")
         self.branch_pooling = (make_pooling("mean", name="branch_pooling", dtype="float32")
                                if self.frontend is not None and config.conv_branch else None)
+        # MiniROCKET-style features of the (normalised) input steps, beside the recurrence.
+        self.random_features = (
+            RandomConvFeatures(config.feature_dim, max(config.reference_length, 1),
+                               config.random_features, name="random_features")
+            if config.uses_random_features else None)
         bias = None
         if config.prior_bias_init and config.class_counts:
             bias = prior_bias(self.head_name, config.class_counts, config.num_train_examples)
@@ -102,10 +108,9 @@ class SequenceClassifier(keras.Model):
         """The batch key this model reads besides "lengths"."""
         return "token_ids" if self.model_config.uses_tokens else "features"
 
-    def _encoder_inputs(self, inputs: Mapping[str, tf.Tensor]):
-        """(steps float32 [B, T', D'] with exact zeros past each length, lengths int32 [B]).
-
-        T' = T, or ceil(T / conv_stride) after a front end (lengths likewise)."""
+    def _input_steps(self, inputs: Mapping[str, tf.Tensor]):
+        """(steps float32 [B, T, D'] normalised (or embedded), exact zeros past each length,
+        lengths int32 [B]): what the front end, or the encoder, reads."""
         steps = inputs[self.input_key]
         # A length past T means "all of it"; pooling divides by the clipped length. (`minimum`,
         # not `clip_by_value`: the latter lowers to an int32 Relu6, which TFLite lacks.)
@@ -126,9 +131,20 @@ class SequenceClassifier(keras.Model):
         steps = tf.where(tf.expand_dims(mask, -1), steps, tf.zeros_like(steps))
         if self.model_config.uses_sequence_norm:
             steps = sequence_normalize(steps, lengths)
-        if self.frontend is not None:
-            steps, lengths = self.frontend(steps, lengths)
         return steps, lengths
+
+    def adapt(self, batches) -> None:
+        """Fits what is fitted to data rather than trained (the random features' biases and
+        standardisation) on a sample of training batches (batch dicts, any padded lengths).
+        A no-op for models without random features."""
+        if self.random_features is None:
+            return
+        prepared = [self._input_steps(batch) for batch in batches]
+        longest = max(int(steps.shape[1]) for steps, _ in prepared)
+        steps = tf.concat([tf.pad(s, [[0, 0], [0, longest - int(s.shape[1])], [0, 0]])
+                           for s, _ in prepared], axis=0)
+        lengths = tf.concat([length for _, length in prepared], axis=0)
+        self.random_features.adapt(steps, lengths)
 
     def encode(self, inputs, training=False, seed=None, return_sequences=True):
         """(outputs float32 [B, T', H], final float32 [B, H], lengths int32 [B]).
@@ -141,38 +157,49 @@ class SequenceClassifier(keras.Model):
         return outputs, final, lengths
 
     def _encode(self, inputs, training, seed, return_sequences):
-        """`encode`'s triple plus the encoder's inputs (the front end's outputs) [B, T', D']."""
-        steps, lengths = self._encoder_inputs(inputs)
+        """`encode`'s triple plus what the branches beside the recurrence read: a dict with
+        "frontend" (the front end's outputs [B, T', D'], when there is one) and "random"
+        (the random-convolution features [B, F], when there are some)."""
+        steps, lengths = self._input_steps(inputs)
+        branches = {}
+        if self.random_features is not None:
+            branches["random"] = self.random_features(steps, lengths)
+        if self.frontend is not None:
+            steps, lengths = self.frontend(steps, lengths)
+            branches["frontend"] = steps
         outputs, final = self.encoder(steps, lengths, training=training, seed=seed,
                                       return_sequences=return_sequences)
-        return outputs, final, lengths, steps
+        return outputs, final, lengths, branches
 
     @property
     def _needs_sequences(self) -> bool:
         """Whether anything downstream reads per-step outputs (only "last" pooling does not)."""
         return self.head_name == "tagging" or self.model_config.pooling != "last"
 
-    def _pool(self, outputs, final, lengths, steps):
-        """float32 [B, H']: the pooling of the encoder's outputs, and with `conv_branch` the
-        mean of the front end's outputs over real steps after it (LSTM-FCN's two branches)."""
-        pooled = self.pooling(outputs, final, lengths)
-        if self.branch_pooling is None:
-            return pooled
-        branch = self.branch_pooling(tf.cast(steps, tf.float32), None, lengths)
-        return tf.concat([pooled, branch], axis=-1)
+    def _pool(self, outputs, final, lengths, branches):
+        """float32 [B, H']: the pooling of the encoder's outputs, then with `conv_branch` the
+        mean of the front end's outputs over real steps (LSTM-FCN's two branches), then the
+        random-convolution features."""
+        parts = [self.pooling(outputs, final, lengths)]
+        if self.branch_pooling is not None:
+            parts.append(self.branch_pooling(tf.cast(branches["frontend"], tf.float32), None,
+                                             lengths))
+        if "random" in branches:
+            parts.append(branches["random"])
+        return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
 
     def embed(self, inputs, training=False, seed=None):
         """float32 [B, H']: the pooled representation the sequence-level heads read."""
-        outputs, final, lengths, steps = self._encode(
+        outputs, final, lengths, branches = self._encode(
             inputs, training, seed, return_sequences=self.model_config.pooling != "last")
-        return self._pool(outputs, final, lengths, steps)
+        return self._pool(outputs, final, lengths, branches)
 
     def call(self, inputs, training=False, seed=None):
-        outputs, final, lengths, steps = self._encode(inputs, training, seed,
-                                                      return_sequences=self._needs_sequences)
+        outputs, final, lengths, branches = self._encode(inputs, training, seed,
+                                                         return_sequences=self._needs_sequences)
         # The tagging head reads per-step outputs; its pooling is only for `embed`.
         pooled = (final if self.head_name == "tagging"
-                  else self._pool(outputs, final, lengths, steps))
+                  else self._pool(outputs, final, lengths, branches))
         return self.head(pooled, outputs, lengths)
 
     def get_config(self):

@@ -93,6 +93,8 @@ class ModelConfig:
       class_counts: training examples per class (per real step for tags), length C, or empty.
       num_train_examples: training examples; only multilabel needs it (prior log-odds and
         balanced positive weights), 0 when unknown.
+      reference_length: median training sequence length (sets the random features' dilations),
+        0 when unknown.
     """
 
     cell: str = "lstm"
@@ -118,6 +120,7 @@ class ModelConfig:
     conv_kernel_size: int = 7
     conv_stride: int = -1
     conv_branch: bool = True
+    random_features: int = -1
 
     input_kind: str = _derived("features")
     target_kind: str = _derived("label")
@@ -128,6 +131,7 @@ class ModelConfig:
     feature_std: tuple = _derived(())
     class_counts: tuple = _derived(())
     num_train_examples: int = _derived(0)
+    reference_length: int = _derived(0)
 
     def __post_init__(self):
         # JSON gives lists; a frozen config must hold hashable tuples of plain numbers.
@@ -143,6 +147,8 @@ class ModelConfig:
         if self.conv_layers < -1 or self.conv_stride < -1 or self.conv_stride == 0:
             raise ValueError(f"conv_layers: expected >= 0 or -1 (auto), conv_stride: >= 1 or -1 "
                              f"(auto); got {self.conv_layers}, {self.conv_stride}")
+        if self.random_features < -1:
+            raise ValueError(f"random_features: expected >= 0 or -1 (auto), got {self.random_features}")
         for name in ("conv_filters", "conv_kernel_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)!r}")
@@ -157,7 +163,8 @@ class ModelConfig:
         for name in ("hidden_units", "num_layers", "embedding_dim"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)!r}")
-        for name in ("feature_dim", "vocab_size", "num_classes", "num_train_examples"):
+        for name in ("feature_dim", "vocab_size", "num_classes", "num_train_examples",
+                     "reference_length"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name}: expected an integer >= 0, got {getattr(self, name)!r}")
         for name in ("input_keep_prob", "state_keep_prob", "output_keep_prob", "update_keep_prob"):
@@ -217,6 +224,12 @@ class ModelConfig:
             strides.append(stride)
             total //= stride
         return tuple(strides)
+
+    @property
+    def uses_random_features(self) -> bool:
+        """Whether a random-convolution branch is built (dense, sequence-level heads only)."""
+        return (self.random_features > 0 and not self.uses_tokens
+                and self.resolved_head != "tagging")
 
     @property
     def uses_sequence_norm(self) -> bool:

@@ -14,6 +14,9 @@ Rules (a user overrides any of them by giving the field a value):
     about `RECURRENCE_TARGET_STEPS` steps at the median (at least half that) (total stride a power of 2, at most 4
     per layer, at least 2 layers). Short sequences (speech frames, sentences) and tagging
     heads get none.
+  * random-convolution features (`random_features`): for dense inputs whose median training
+    length is above `FRONTEND_MIN_LENGTH` (and a sequence-level head), about
+    `AUTO_RANDOM_FEATURES` MiniROCKET-style features beside the recurrence; none otherwise.
   Per-sequence z-normalisation (`sequence_norm`) is no rule: it is off unless asked for. On
     the suite it was a no-op on the z-normalised sets and took away what identifies PigCVP's
     classes (per-sequence level and scale).
@@ -32,6 +35,8 @@ FRONTEND_MIN_LENGTH = 128
 # Steps the recurrence should read at the median length, after the front end.
 RECURRENCE_TARGET_STEPS = 150
 FRONTEND_MIN_LAYERS = 2
+# Random-convolution features for long dense series (84 kernels x dilations x biases).
+AUTO_RANDOM_FEATURES = 4000
 
 
 def median_length(spec) -> int:
@@ -71,4 +76,11 @@ def resolve(config: Config, spec) -> Tuple[Config, List[str]]:
         else:
             notes.append(f"conv front end: none (median training length {median} <= "
                          f"{FRONTEND_MIN_LENGTH}, or a tagging head)")
+    if model.random_features == -1:
+        count = (AUTO_RANDOM_FEATURES if median > FRONTEND_MIN_LENGTH and not model.uses_tokens
+                 and model.resolved_head != "tagging" else 0)
+        model = dataclasses.replace(model, random_features=count)
+        notes.append(f"random-convolution features: about {count} (median training length {median})"
+                     if count else "random-convolution features: none (token input, a tagging "
+                     f"head, or median training length {median} <= {FRONTEND_MIN_LENGTH})")
     return dataclasses.replace(config, model=model), notes

@@ -65,6 +65,7 @@ def with_data_spec(config: Config, spec) -> Config:
         feature_std=tuple(spec.feature_std),
         class_counts=tuple(spec.label_counts),
         num_train_examples=spec.num_train_examples,
+        reference_length=rules.median_length(spec),
     )
     return dataclasses.replace(config, model=model)
 
@@ -202,7 +203,9 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
         restored = checkpoints.restore_newest_readable(checkpoint, manager)
     if restored:
         logging.info("resumed from %s at step %d", restored, int(step))
-    elif tc.warm_start_from:
+    else:
+        _adapt(model, train_files, spec, config)
+    if not restored and tc.warm_start_from:
         checkpoints.warm_start(model, tc.warm_start_from, tc.warm_start_vars, mc)
 
     # Multi-worker: the workers must stop at one step, so only between chunks (see StopSignal).
@@ -359,6 +362,25 @@ def _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_chec
     final["report"] = try_write_report(tc.model_dir, final["export"])  # report.html
     report.print_final_table(final, tc.model_dir)
     return final
+
+
+# Training sequences the data-fitted (not trained) parts of a model are fitted on.
+ADAPT_SAMPLE_SEQUENCES = 512
+
+
+def _adapt(model, train_files, spec, config: Config) -> None:
+    """Fits the model's data-fitted parts (random-feature biases) on the first
+    `ADAPT_SAMPLE_SEQUENCES` training sequences in file order: the same sample on every worker
+    and every run with the same data, so a fresh start is reproducible."""
+    if getattr(model, "random_features", None) is None:
+        return
+    started = time.perf_counter()
+    sample = make_dataset(train_files, spec, config.data, training=False, seed=config.train.seed)
+    batches = list(sample.take(math.ceil(ADAPT_SAMPLE_SEQUENCES / config.data.batch_size)))
+    model.adapt(batches)
+    logging.info("random-convolution features: %d, biases fitted on %d training sequences in %.1f s",
+                 model.random_features.output_size, sum(int(b["lengths"].shape[0]) for b in batches),
+                 time.perf_counter() - started)
 
 
 def _export(model, spec, config: Config, sample_ds) -> Dict[str, object]:

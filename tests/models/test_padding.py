@@ -38,6 +38,11 @@ CASES = [
     ("lstm", "last", "tagging", False,
      {"conv_layers": 1, "conv_stride": 1, "conv_kernel_size": 3, "conv_filters": 5,
       "sequence_norm": "on"}, False),
+    # Random-convolution features (models/random_conv.py), with a front end and dropout, and alone.
+    ("lstm", "mean", "multiclass", False,
+     {"random_features": 200, "reference_length": 40, "conv_layers": 1, "conv_stride": 2,
+      "conv_kernel_size": 3, "conv_filters": 5, "input_keep_prob": 0.8}, True),
+    ("gru", "last", "binary", False, {"random_features": 100, "reference_length": 20}, False),
 ]
 
 

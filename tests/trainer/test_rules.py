@@ -2,6 +2,7 @@
 and one CLI run on long univariate series, where they switch on the front end, train on every
 record, and the export is verified with them."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -38,7 +39,8 @@ def test_resolve_fills_every_auto_field_and_says_why():
     model = config.model
     assert (model.conv_layers, model.conv_stride, model.sequence_norm) == (2, 16, "off")
     assert model.conv_strides == (4, 4)
-    assert len(notes) == 1 and "median training length 1460" in notes[0]
+    assert (model.random_features, model.reference_length) == (4000, 0)  # the spec fills the latter
+    assert len(notes) == 2 and all("median training length 1460" in note for note in notes)
     tokens = rules.resolve(Config(), _spec(865, kind="tokens"))[0].model
     assert (tokens.conv_layers, tokens.conv_stride) == (2, 8)
     short = rules.resolve(Config(), _spec(15, feature_dim=12))[0].model
@@ -56,6 +58,21 @@ def test_a_value_the_user_gives_wins_over_the_rule():
     assert (model.conv_layers, model.conv_stride) == (1, 1)
     tagging = Config(model=ModelConfig(target_kind="tags"))
     assert rules.resolve(tagging, _spec(2000))[0].model.conv_layers == 0
+
+
+@pytest.mark.parametrize("median,kind,head,expected", [
+    (300, "features", "auto", 4000), (129, "features", "auto", 4000),
+    (128, "features", "auto", 0), (15, "features", "auto", 0),
+    (2000, "tokens", "auto", 0), (2000, "features", "tagging", 0)])
+def test_random_features_for_long_dense_series_only(median, kind, head, expected):
+    spec = _spec(median, kind=kind)
+    model = ModelConfig(head=head, target_kind="tags" if head == "tagging" else "label",
+                        input_kind="tokens" if kind == "tokens" else "features")
+    resolved, notes = rules.resolve(Config(model=model), spec)
+    assert resolved.model.random_features == expected
+    assert any(note.startswith("random-convolution features") for note in notes)
+    user = Config(model=dataclasses.replace(model, random_features=100))
+    assert rules.resolve(user, spec)[0].model.random_features == 100  # a user's value stands
 
 
 def _series(path, n, length, seed):
@@ -82,12 +99,19 @@ def test_long_series_run_uses_the_rules_and_exports_a_verified_model(tmp_path):
     log = result.stdout + result.stderr
     assert "auto: conv front end: 2 layers, total stride 2" in log
     assert "eval_fraction=auto: no hold-out" in log
+    assert "auto: random-convolution features: about 4000 (median training length 300)" in log
+    assert "biases fitted on 24 training sequences" in log
     config = json.loads((model_dir / "config.json").read_text())["model"]
     assert (config["conv_layers"], config["conv_stride"], config["sequence_norm"]) == (2, 2, "off")
+    assert (config["random_features"], config["reference_length"]) == (4000, 300)
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert "eval" not in metrics and metrics["test"]["examples"] == 10
     assert metrics["best_checkpoint"].endswith("ckpt-4")  # no hold-out: the last weights
     manifest = json.loads(next(model_dir.glob("export/[0-9]*/weights/weights.json")).read_text())
     assert [layer["stride"] for layer in manifest["frontend"]] == [2, 1]
     assert manifest["sequence_norm"] is False and manifest["frontend_branch"] is True
+    # Dilations 1..32 for 300 steps: 84 kernels x 6 dilations x 8 biases.
+    assert manifest["random_features"]["dilations"] == [1, 2, 4, 8, 16, 32]
+    assert manifest["shapes"]["random_features/biases"] == [6, 84, 8]
+    assert manifest["shapes"]["head/kernel"][0] == 2 * 8 + 8 + 4032  # pooled, branch, random
     assert any(p.suffix == ".tflite" for p in model_dir.glob("export/[0-9]*/**/*"))
