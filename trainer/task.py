@@ -7,8 +7,9 @@ reads a YAML or JSON file first and flags override it. `--job-dir` is an alias o
 service may add its own: there they are logged and ignored.
 
 A failure prints one line (what went wrong, from the error itself, which names the file or record
-where it knows them) and exits 1; Ctrl-C exits 130; SIGTERM during training exits 143 after a
-checkpoint (`trainer.preemption`). `--debug` or `SEQTRAIN_DEBUG=1` also prints the traceback.
+where it knows them) and exits 1; Ctrl-C (SIGINT) exits 130, even in a process started with SIGINT
+ignored (see `_arm_sigint`); SIGTERM during training exits 143 after a checkpoint
+(`trainer.preemption`). `--debug` or `SEQTRAIN_DEBUG=1` also prints the traceback.
 
 The console shows this package's own lines only: TensorFlow's C++ logs, its import-time chatter
 and absl's INFO lines are off unless `--verbosity debug` (or `SEQTRAIN_VERBOSITY=debug`) brings
@@ -23,8 +24,10 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 from typing import List, Optional, Sequence
 
@@ -261,6 +264,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     configure_output(level)
+    previous = _arm_sigint()
     try:
         return _run(argv, level)
     except Preempted as stopped:  # the loop logged its one line (step, checkpoint) already
@@ -275,6 +279,28 @@ def main(argv: Optional[List[str]] = None) -> int:
             traceback.print_exc()
         print(describe(error), file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _arm_sigint():
+    """Makes SIGINT raise KeyboardInterrupt (so `main` exits 130) whatever disposition the process
+    inherited; returns the one it replaced, or None when it left it alone.
+
+    A command started in the background by a non-interactive shell (`cmd &` in a script, as some
+    CI runners and job launchers do) inherits SIGINT *ignored*, and Python then installs no
+    KeyboardInterrupt handler at all: Ctrl-C or `kill -INT` was silently dropped, training went on
+    and the run exited 0. SIG_DFL would kill the process without the "interrupted" line. A handler
+    of Python code (Python's own, or an embedding program's) is kept.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None  # signal.signal works only there
+    previous = signal.getsignal(signal.SIGINT)
+    if previous not in (signal.SIG_IGN, signal.SIG_DFL):
+        return None
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return previous
 
 
 def _run(argv: List[str], level: str = "info") -> int:

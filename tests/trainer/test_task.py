@@ -209,3 +209,22 @@ def test_debug_verbosity_brings_tensorflow_logs_back():
     assert quiet.stderr == "", quiet.stderr
     # TensorFlow's own import lines; if a build stops printing them, stderr is merely empty.
     assert len(loud.stderr) >= len(quiet.stderr)
+
+
+def test_sigint_interrupts_a_process_that_inherited_sigint_ignored():
+    """A background job of a non-interactive shell (`cmd &` in a script, a CI runner) starts with
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler: SIGINT was dropped and
+    the run went on to exit 0. The command arms SIGINT itself: "interrupted", exit 130."""
+    code = ("import os, signal, sys, time\n"
+            "signal.signal(signal.SIGINT, signal.SIG_IGN)  # as inherited from `cmd &`\n"
+            "from trainer import task\n"
+            "def run(argv, level):\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(20)  # training, as far as the signal knows\n"
+            "    return 0\n"
+            "task._run = run\n"
+            "sys.exit(task.main([]))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130, (result.returncode, result.stderr[-2000:])
+    assert result.stderr.rstrip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in result.stderr

@@ -228,9 +228,6 @@ def test_sigterm_saves_at_the_chunk_in_flight_exits_143_and_the_resume_is_exact(
                          model_dir / "checkpoints" / f"ckpt-{STEPS}")
 
 
-@pytest.mark.xfail(strict=False, reason="flaky on a quiet machine: in one fresh-clone CI run the "
-                   "process exited 0 after SIGINT (passed in 3 other runs); under investigation, "
-                   "see the session note")
 def test_sigint_exits_130_in_one_line(tmp_path, data):
     returncode, stderr, _ = _signal_at_epoch(_flags(data, tmp_path / "model"), 2, signal.SIGINT, tmp_path)
     assert returncode == 130, stderr[-4000:]
