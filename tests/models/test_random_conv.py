@@ -45,10 +45,11 @@ def test_convolution_is_the_dilated_sum_with_zero_padding():
         np.testing.assert_allclose(out[:, t], window @ weights, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("dim", [1, 3])
-def test_features_ignore_padding_and_match_each_sequence_alone(dim):
+@pytest.mark.parametrize("dim,reference", [(1, 60), (3, 60), (1, 1000)])
+def test_features_ignore_padding_and_match_each_sequence_alone(dim, reference):
     steps, lengths = _series(dim=dim)
-    layer = RandomConvFeatures(dim, 60, num_features=500, seed=1)
+    layer = RandomConvFeatures(dim, reference, num_features=500, seed=1)
+    assert layer.position_stride == (4 if reference == 1000 else 1)  # every 4th step of long ones
     layer.adapt(steps, lengths)
     garbage = steps.copy()
     for i, length in enumerate(lengths):
