@@ -81,6 +81,10 @@ class ModelConfig:
       conv_branch: with a front end, also average its outputs over real steps and concatenate
         that with the recurrence's pooled vector (LSTM-FCN's two branches), so the head reads
         the convolutional features directly as well.
+      random_features: about how many MiniROCKET-style random-convolution features
+        (`models/random_conv.py`: fixed dilated kernels, proportion of positive values over
+        real steps) are concatenated before the head, dense inputs only; 0 = none; -1 =
+        "auto", decided by the trainer from the training lengths, built as 0.
 
     Attributes (derived from the data spec by the trainer, not flags):
       input_kind: features | tokens | text (text arrives as token ids, like tokens).
