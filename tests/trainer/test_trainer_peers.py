@@ -152,7 +152,10 @@ def test_a_finished_job_shuts_down_cleanly_and_quickly(tmp_path):
     assert last_line.startswith("-----") and "model dir" in chief.text("stdout"), chief.text("stdout")[-2000:]
     delays = [ended - table_printed for _, ended in exits]
     print("exit after the final table (s):", [f"{d:.1f}" for d in delays])
-    assert max(delays) < 15
+    # What this guards against is a worker left waiting out the collective timeout (120 s) at
+    # shutdown; the bound is half of that, not a speed target (24.5 s measured on a 2-core machine
+    # running two other trainings, a few seconds on a quiet one).
+    assert max(delays) < 60
     for process in processes:
         bad = [line for line in process.text("stderr").splitlines() if "StartAbort" in line or "UNAVAILABLE" in line]
         assert not bad, bad
