@@ -311,9 +311,11 @@ def _run(argv: List[str], level: str = "info") -> int:
         return tune.main([arg for arg in argv if arg != DEBUG_FLAG])
     config = parse_config(argv)
     import_tensorflow(level)  # after parsing: --help stays fast
+    from trainer import distribution
     from trainer.train import train_and_evaluate
 
     train_and_evaluate(config)
+    distribution.exit_together(distribution.worker_info(distribution.read_tf_config()))
     return 0
 
 
