@@ -36,7 +36,13 @@ normalised input x [T, D] (zeros past the length) is convolved, for each dilatio
 feature (i, kernel j, bias b) = the fraction of real steps t where that output exceeds
 `random_features/biases`[i, j, b]; the features, flattened in (i, j, b) order, are standardised
 with `random_features/feature_mean` and `feature_std`, multiplied by `scale`, and concatenated
-last before the head.
+after the pooled vector (and the front-end branch) before the head.
+
+With a hashed n-gram bag (`ngram_bag` in the manifest, token inputs): for every n in 1..`orders`
+and every n-gram of token ids w_0..w_{n-1} wholly inside the sequence, h_0 = 1,
+h_j = (h_{j-1} * `prime` + w_{j-1} + 1) mod `buckets`; the bag is the mean of the rows
+`ngram_bag/table`[h_n] over all those n-grams (zeros when there are none), concatenated last
+before the head.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
+from models import ngram_bag
 from models.random_conv import REFERENCE_WIDTH
 from models.rnn import convert
 
@@ -139,6 +146,11 @@ def export_weights(model, output_dir: str) -> Dict[str, str]:
         random_features = {"dilations": list(layer.dilations), "kernel_length": 9,
                            "biases_per_kernel": layer.per_kernel, "size": layer.output_size,
                            "scale": math.sqrt(REFERENCE_WIDTH / layer.output_size)}
+    bag = None
+    if model.ngram_bag is not None:
+        arrays["ngram_bag/table"] = np.asarray(model.ngram_bag.table.numpy(), np.float32)
+        bag = {"orders": model.ngram_bag.orders, "buckets": model.ngram_bag.buckets,
+               "dim": model.ngram_bag.dim, "prime": ngram_bag.PRIME}
     for variable in model.pooling.weights:
         arrays["pooling/" + "/".join(variable.path.split("/")[-2:])] = np.asarray(variable.numpy())
     arrays["head/kernel"] = np.asarray(model.head.dense.kernel.numpy(), np.float32)
@@ -155,6 +167,7 @@ def export_weights(model, output_dir: str) -> Dict[str, str]:
         "sequence_norm": config.uses_sequence_norm,
         "frontend": frontend, "frontend_branch": model.branch_pooling is not None,
         "random_features": random_features,
+        "ngram_bag": bag,
         "layers": layers,
         "shapes": {key: list(value.shape) for key, value in sorted(arrays.items())},
         "equations": EQUATIONS[config.cell],

@@ -1,5 +1,6 @@
 """`SequenceClassifier`: inputs -> (normalise | embed) -> [front end] -> recurrent encoder ->
-pooling -> head.
+pooling -> head, with branches beside the recurrence concatenated before the head (the front
+end's mean, random-convolution features for long series, a hashed n-gram bag for tokens).
 
 Input is a batch dict (see `models/README.md`); only these keys are read:
   "features":  float32 [B, T, D] raw dense steps (normalised in-graph with the config's
@@ -24,6 +25,7 @@ import tensorflow as tf
 from models.config import ModelConfig
 from models.frontend import ConvFrontEnd, sequence_normalize
 from models.heads import make_head, prior_bias
+from models.ngram_bag import HashedNGramBag
 from models.pooling import make_pooling, step_mask
 from models.random_conv import RandomConvFeatures
 from models.rnn.encoder import SequenceEncoder
@@ -84,6 +86,10 @@ class SequenceClassifier(keras.Model):
             RandomConvFeatures(config.feature_dim, max(config.reference_length, 1),
                                config.random_features, name="random_features")
             if config.uses_random_features else None)
+        # fastText-style mean of hashed n-gram embeddings, beside the recurrence.
+        self.ngram_bag = (HashedNGramBag(config.ngram_orders, config.ngram_buckets, config.ngram_dim,
+                                         name="ngram_bag")
+                          if config.uses_ngram_bag else None)
         bias = None
         if config.prior_bias_init and config.class_counts:
             bias = prior_bias(self.head_name, config.class_counts, config.num_train_examples)
@@ -158,10 +164,13 @@ class SequenceClassifier(keras.Model):
 
     def _encode(self, inputs, training, seed, return_sequences):
         """`encode`'s triple plus what the branches beside the recurrence read: a dict with
-        "frontend" (the front end's outputs [B, T', D'], when there is one) and "random"
-        (the random-convolution features [B, F], when there are some)."""
+        "frontend" (the front end's outputs [B, T', D'], when there is one), "random"
+        (the random-convolution features [B, F], when there are some) and "ngram" (the n-gram
+        bag [B, ngram_dim], when there is one)."""
         steps, lengths = self._input_steps(inputs)
         branches = {}
+        if self.ngram_bag is not None:
+            branches["ngram"] = self.ngram_bag(inputs["token_ids"], lengths)
         if self.random_features is not None:
             branches["random"] = self.random_features(steps, lengths)
         if self.frontend is not None:
@@ -179,13 +188,14 @@ class SequenceClassifier(keras.Model):
     def _pool(self, outputs, final, lengths, branches):
         """float32 [B, H']: the pooling of the encoder's outputs, then with `conv_branch` the
         mean of the front end's outputs over real steps (LSTM-FCN's two branches), then the
-        random-convolution features."""
+        random-convolution features, then the n-gram bag."""
         parts = [self.pooling(outputs, final, lengths)]
         if self.branch_pooling is not None:
             parts.append(self.branch_pooling(tf.cast(branches["frontend"], tf.float32), None,
                                              lengths))
-        if "random" in branches:
-            parts.append(branches["random"])
+        for name in ("random", "ngram"):
+            if name in branches:
+                parts.append(branches[name])
         return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
 
     def embed(self, inputs, training=False, seed=None):

@@ -85,6 +85,12 @@ class ModelConfig:
         (`models/random_conv.py`: fixed dilated kernels, proportion of positive values over
         real steps) are concatenated before the head, dense inputs only; 0 = none; -1 =
         "auto", decided by the trainer from the training lengths, built as 0.
+      ngram_orders: token inputs only: n-grams of orders 1..N hashed into an embedding table
+        whose mean over a sequence's real steps is concatenated before the head
+        (`models/ngram_bag.py`, fastText's bag of n-grams); 0 = none; -1 = "auto", decided by
+        the trainer from the vocabulary size, built as 0.
+      ngram_buckets: rows of the n-gram table (at most 2**18).
+      ngram_dim: width of each n-gram row.
 
     Attributes (derived from the data spec by the trainer, not flags):
       input_kind: features | tokens | text (text arrives as token ids, like tokens).
@@ -125,6 +131,9 @@ class ModelConfig:
     conv_stride: int = -1
     conv_branch: bool = True
     random_features: int = -1
+    ngram_orders: int = -1
+    ngram_buckets: int = 65536
+    ngram_dim: int = 64
 
     input_kind: str = _derived("features")
     target_kind: str = _derived("label")
@@ -153,7 +162,11 @@ class ModelConfig:
                              f"(auto); got {self.conv_layers}, {self.conv_stride}")
         if self.random_features < -1:
             raise ValueError(f"random_features: expected >= 0 or -1 (auto), got {self.random_features}")
-        for name in ("conv_filters", "conv_kernel_size"):
+        if self.ngram_orders < -1:
+            raise ValueError(f"ngram_orders: expected >= 0 or -1 (auto), got {self.ngram_orders}")
+        if not 2 <= self.ngram_buckets <= 2 ** 18:
+            raise ValueError(f"ngram_buckets: expected 2 .. {2 ** 18}, got {self.ngram_buckets}")
+        for name in ("conv_filters", "conv_kernel_size", "ngram_dim"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)!r}")
         if self.conv_stride > 1:
@@ -234,6 +247,11 @@ class ModelConfig:
         """Whether a random-convolution branch is built (dense, sequence-level heads only)."""
         return (self.random_features > 0 and not self.uses_tokens
                 and self.resolved_head != "tagging")
+
+    @property
+    def uses_ngram_bag(self) -> bool:
+        """Whether a hashed n-gram bag is built (token inputs, sequence-level heads only)."""
+        return self.ngram_orders > 0 and self.uses_tokens and self.resolved_head != "tagging"
 
     @property
     def uses_sequence_norm(self) -> bool:

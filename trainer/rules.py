@@ -17,6 +17,11 @@ Rules (a user overrides any of them by giving the field a value):
   * random-convolution features (`random_features`): for dense inputs whose median training
     length is above `FRONTEND_MIN_LENGTH` (and a sequence-level head), about
     `AUTO_RANDOM_FEATURES` MiniROCKET-style features beside the recurrence; none otherwise.
+  * hashed n-gram bag (`ngram_orders`): for token inputs (and a sequence-level head), n-grams
+    of orders 1..N beside the recurrence, N the longest order whose every n-gram of the
+    vocabulary (padding aside) still fits the table's rows without sharing one, within
+    `MIN_NGRAM_ORDER`..`MAX_NGRAM_ORDER`: 2 (words and word pairs) for a text vocabulary, 6
+    (6-mers) for DNA's five letters.
   Per-sequence z-normalisation (`sequence_norm`) is no rule: it is off unless asked for. On
     the suite it was a no-op on the z-normalised sets and took away what identifies PigCVP's
     classes (per-sequence level and scale).
@@ -37,6 +42,8 @@ RECURRENCE_TARGET_STEPS = 150
 FRONTEND_MIN_LAYERS = 2
 # Random-convolution features for long dense series (84 kernels x dilations x biases).
 AUTO_RANDOM_FEATURES = 4000
+# Orders of the hashed n-gram bag for token inputs.
+MIN_NGRAM_ORDER, MAX_NGRAM_ORDER = 2, 6
 
 
 def median_length(spec) -> int:
@@ -52,6 +59,14 @@ def frontend_for(median: int) -> Tuple[int, int]:
     stride = 2 ** max(1, math.ceil(math.log2(median / RECURRENCE_TARGET_STEPS)))
     layers = max(FRONTEND_MIN_LAYERS, math.ceil(math.log(stride, 4) - 1e-9))
     return layers, stride
+
+
+def ngram_orders_for(vocab_size: int, buckets: int) -> int:
+    """The longest n-gram order whose (vocab_size - 1) ** n n-grams fit in `buckets` rows,
+    clipped to MIN_NGRAM_ORDER..MAX_NGRAM_ORDER."""
+    alphabet = max(vocab_size - 1, 2)
+    order = int(math.floor(math.log(buckets) / math.log(alphabet) + 1e-9))
+    return min(max(order, MIN_NGRAM_ORDER), MAX_NGRAM_ORDER)
 
 
 def resolve(config: Config, spec) -> Tuple[Config, List[str]]:
@@ -83,4 +98,12 @@ def resolve(config: Config, spec) -> Tuple[Config, List[str]]:
         notes.append(f"random-convolution features: about {count} (median training length {median})"
                      if count else "random-convolution features: none (token input, a tagging "
                      f"head, or median training length {median} <= {FRONTEND_MIN_LENGTH})")
+    if model.ngram_orders == -1:
+        orders = 0
+        if model.uses_tokens and model.resolved_head != "tagging":
+            orders = ngram_orders_for(spec.vocab_size, model.ngram_buckets)
+        model = dataclasses.replace(model, ngram_orders=orders)
+        notes.append(f"n-gram bag: orders 1..{orders} hashed into {model.ngram_buckets} rows (vocabulary "
+                     f"of {spec.vocab_size} ids)" if orders else
+                     "n-gram bag: none (dense input or a tagging head)")
     return dataclasses.replace(config, model=model), notes

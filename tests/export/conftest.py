@@ -27,7 +27,8 @@ def dense_export(tmp_path_factory):
 @pytest.fixture(scope="session")
 def token_export(tmp_path_factory):
     return make_export(tmp_path_factory.mktemp("tokens"), token_spec(), quantize=False,
-                       cell="gru", hidden_units=8, embedding_dim=6, bidirectional=True, pooling="mean")
+                       cell="gru", hidden_units=8, embedding_dim=6, bidirectional=True, pooling="mean",
+                       ngram_orders=2, ngram_buckets=128, ngram_dim=4)
 
 
 @pytest.fixture(scope="session")

@@ -36,3 +36,25 @@ def test_numpy_lstm_from_exported_weights_matches_serving(dense_export, dense_lo
     logits = h @ w["head/kernel"] + w["head/bias"]
     served = dense_loaded.signatures["serving_default"](features=batch["features"], lengths=batch["lengths"])
     np.testing.assert_allclose(logits, served["logits"].numpy(), atol=1e-4)
+
+
+def test_the_manifest_equation_of_the_ngram_bag_reproduces_it(token_export):
+    folder = token_export.version_dir / "weights"
+    manifest = json.loads((folder / "weights.json").read_text())
+    table = np.load(folder / "weights.npz")["ngram_bag/table"]
+    bag = manifest["ngram_bag"]
+    assert (bag["orders"], bag["buckets"], bag["dim"]) == (2, 128, 4) and table.shape == (128, 4)
+    batch = token_export.batches[0]
+    ids, lengths = batch["token_ids"].numpy(), batch["lengths"].numpy()
+    expected = []
+    for sequence, length in zip(ids, lengths):
+        rows = []
+        for n in range(1, bag["orders"] + 1):
+            for start in range(length - n + 1):
+                h = 1
+                for token in sequence[start:start + n]:
+                    h = (h * bag["prime"] + int(token) + 1) % bag["buckets"]
+                rows.append(table[h])
+        expected.append(np.mean(rows, axis=0) if rows else np.zeros(bag["dim"]))
+    got = token_export.model.ngram_bag(batch["token_ids"], batch["lengths"]).numpy()
+    np.testing.assert_allclose(got, np.array(expected), atol=1e-6)

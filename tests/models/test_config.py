@@ -14,7 +14,8 @@ def test_hyperparameter_and_derived_fields():
         "embedding_dim", "input_keep_prob", "state_keep_prob", "output_keep_prob",
         "variational_recurrent", "mask_per_example", "update_keep_prob", "forget_bias",
         "label_smoothing", "class_weighting", "prior_bias_init", "sequence_norm", "conv_layers",
-        "conv_filters", "conv_kernel_size", "conv_stride", "conv_branch", "random_features"]
+        "conv_filters", "conv_kernel_size", "conv_stride", "conv_branch", "random_features",
+        "ngram_orders", "ngram_buckets", "ngram_dim"]
     assert [f.name for f in derived_fields()] == [
         "input_kind", "target_kind", "feature_dim", "vocab_size", "num_classes",
         "feature_mean", "feature_std", "class_counts", "num_train_examples", "reference_length"]

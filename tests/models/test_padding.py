@@ -43,6 +43,13 @@ CASES = [
      {"random_features": 200, "reference_length": 40, "conv_layers": 1, "conv_stride": 2,
       "conv_kernel_size": 3, "conv_filters": 5, "input_keep_prob": 0.8}, True),
     ("gru", "last", "binary", False, {"random_features": 100, "reference_length": 20}, False),
+    # The hashed n-gram bag (models/ngram_bag.py) beside the recurrence, with dropout and with a
+    # front end.
+    ("gru", "mean", "multiclass", True, {"ngram_orders": 3, "ngram_buckets": 64, "ngram_dim": 4},
+     True),
+    ("lstm", "last", "binary", True,
+     {"ngram_orders": 2, "ngram_buckets": 32, "ngram_dim": 3, "conv_layers": 1, "conv_stride": 2,
+      "conv_kernel_size": 3, "conv_filters": 5}, False),
 ]
 
 
@@ -69,6 +76,7 @@ def _case_id(case):
     parts += [f"{extra['num_layers']}layers"] if "num_layers" in extra else []
     parts += [f"conv{extra['conv_stride']}"] if "conv_layers" in extra else []
     parts += ["seqnorm"] if extra.get("sequence_norm") == "on" else []
+    parts += [f"ngram{extra['ngram_orders']}"] if "ngram_orders" in extra else []
     parts += ["dropout"] if training else []
     return "-".join(parts)
 
@@ -99,7 +107,8 @@ def test_padding_changes_nothing(cell, pooling, head, tokens, extra, training):
 
     if tokens:
         # Only rows of real tokens get gradient; garbage ids in the padding never do.
-        (table_grad,) = [g for v, g in zip(variables, grads_p) if "embedding" in v.path]
+        (table_grad,) = [g for v, g in zip(variables, grads_p) if "embedding" in v.path
+                         and "ngram" not in v.path]
         real_mask = np.arange(padded["token_ids"].shape[1])[None, :] < padded["lengths"][:, None]
         real_ids = set(padded["token_ids"][real_mask].tolist())
         touched = set(np.nonzero(np.any(table_grad.numpy() != 0, axis=1))[0].tolist())

@@ -40,7 +40,8 @@ def test_resolve_fills_every_auto_field_and_says_why():
     assert (model.conv_layers, model.conv_stride, model.sequence_norm) == (2, 16, "off")
     assert model.conv_strides == (4, 4)
     assert (model.random_features, model.reference_length) == (4000, 0)  # the spec fills the latter
-    assert len(notes) == 2 and all("median training length 1460" in note for note in notes)
+    assert len(notes) == 3 and all("median training length 1460" in note for note in notes[:2])
+    assert model.ngram_orders == 0 and notes[2].startswith("n-gram bag: none")
     tokens = rules.resolve(Config(), _spec(865, kind="tokens"))[0].model
     assert (tokens.conv_layers, tokens.conv_stride) == (2, 8)
     short = rules.resolve(Config(), _spec(15, feature_dim=12))[0].model
@@ -73,6 +74,23 @@ def test_random_features_for_long_dense_series_only(median, kind, head, expected
     assert any(note.startswith("random-convolution features") for note in notes)
     user = Config(model=dataclasses.replace(model, random_features=100))
     assert rules.resolve(user, spec)[0].model.random_features == 100  # a user's value stands
+
+
+@pytest.mark.parametrize("vocab,head,expected", [
+    (("A", "C", "G", "T", "N"), "auto", 6),  # 7 ids with padding and OOV: 6 ** 6 < 65,536 rows
+    (tuple(f"w{i}" for i in range(30)), "auto", 3),  # 31 ** 3 < 65,536 < 31 ** 4
+    (tuple(f"w{i}" for i in range(20000)), "auto", 2),  # words and word pairs
+    (("a", "b"), "tagging", 0)])
+def test_ngram_orders_from_the_vocabulary_for_token_inputs(vocab, head, expected):
+    spec = dataclasses.replace(_spec(50, kind="tokens"), vocab=vocab)
+    model = ModelConfig(head=head, target_kind="tags" if head == "tagging" else "label", input_kind="tokens")
+    resolved, notes = rules.resolve(Config(model=model), spec)
+    assert resolved.model.ngram_orders == expected
+    assert notes[-1].startswith("n-gram bag: " + (f"orders 1..{expected}" if expected else "none"))
+    user = Config(model=dataclasses.replace(model, ngram_orders=1))
+    assert rules.resolve(user, spec)[0].model.ngram_orders == 1  # a user's value stands
+    dense = rules.resolve(Config(), _spec(50))[0].model
+    assert dense.ngram_orders == 0
 
 
 def _series(path, n, length, seed):
