@@ -70,10 +70,12 @@ class HashedNGramBag(keras.layers.Layer):
         lengths = tf.minimum(tf.cast(lengths, tf.int32), time)
         ids = tf.where(step_mask(lengths, time), tf.cast(token_ids, tf.int32), 0)
         positions = tf.expand_dims(tf.range(time), 0)
+        # Zeros past T (those n-grams are invalid anyway), so every shift below keeps T steps
+        # even when T is shorter than the longest order.
+        padded = tf.pad(ids, [[0, 0], [0, self.orders - 1]])
         result, hashed = [], tf.ones_like(ids)
         for n in range(1, self.orders + 1):
-            # ids[t + n - 1] at every t (zeros past T: those n-grams are invalid anyway).
-            shifted = tf.pad(ids[:, n - 1:], [[0, 0], [0, n - 1]])
+            shifted = tf.slice(padded, [0, n - 1], [-1, time])  # ids[t + n - 1] at every t
             hashed = tf.math.floormod(hashed * PRIME + shifted + 1, self.buckets)
             valid = positions + n <= tf.expand_dims(lengths, 1)
             result.append((hashed, valid))

@@ -42,6 +42,11 @@ def test_the_mean_over_real_ngrams_matches_a_plain_python_reference():
     for row, (sequence, length) in enumerate(zip(ids, lengths)):
         np.testing.assert_allclose(out[row], _reference(table, sequence, length, 3), atol=1e-6)
     np.testing.assert_array_equal(out[3], 0.0)  # an empty sequence
+    # A batch shorter than the longest order (DNA sets hold sequences of 5 tokens; orders go to 6).
+    short = _layer(orders=6)
+    out = short(tf.constant(ids[:, :2]), tf.constant([2, 1, 1, 0])).numpy()
+    for row, length in enumerate([2, 1, 1, 0]):
+        np.testing.assert_allclose(out[row], _reference(short.table.numpy(), ids[row], length, 6), atol=1e-6)
 
 
 def test_unigrams_get_distinct_rows_and_orders_are_counted_once():
