@@ -79,7 +79,7 @@ def test_random_features_for_long_dense_series_only(median, kind, head, expected
 @pytest.mark.parametrize("vocab,head,expected", [
     (("A", "C", "G", "T", "N"), "auto", 6),  # 7 ids with padding and OOV: 6 ** 6 < 65,536 rows
     (tuple(f"w{i}" for i in range(30)), "auto", 3),  # 31 ** 3 < 65,536 < 31 ** 4
-    (tuple(f"w{i}" for i in range(20000)), "auto", 2),  # words and word pairs
+    (tuple(f"w{i}" for i in range(20000)), "auto", 0),  # words: no bag
     (("a", "b"), "tagging", 0)])
 def test_ngram_orders_from_the_vocabulary_for_token_inputs(vocab, head, expected):
     spec = dataclasses.replace(_spec(50, kind="tokens"), vocab=vocab)
