@@ -30,7 +30,8 @@ setup(
     ],
     extras_require={
         # aeon: tests/bench/test_real_data_smoke.py runs the bench's 1-NN DTW baseline.
-        "test": ["pytest", "tf_keras", "ai-edge-litert", "cloudml-hypertune>=0.1.0.dev6", "aeon>=1.0"],
+        # pytest-xdist: pytest.ini runs the suite in two processes (-n 2).
+        "test": ["pytest", "pytest-xdist", "tf_keras", "ai-edge-litert", "cloudml-hypertune>=0.1.0.dev6", "aeon>=1.0"],
         # Vertex AI's own tuning service: trainer.train reports the objective with it.
         "hypertune": ["cloudml-hypertune>=0.1.0.dev6"],
         # bench/real_data.py's baselines: MiniROCKET and 1-NN DTW (aeon), k-mer and TF-IDF models.
