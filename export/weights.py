@@ -41,8 +41,9 @@ after the pooled vector (and the front-end branch) before the head.
 With a hashed n-gram bag (`ngram_bag` in the manifest, token inputs): for every n in 1..`orders`
 and every n-gram of token ids w_0..w_{n-1} wholly inside the sequence, h_0 = 1,
 h_j = (h_{j-1} * `prime` + w_{j-1} + 1) mod `buckets`; the bag is the mean of the rows
-`ngram_bag/table`[h_n] over all those n-grams (zeros when there are none), concatenated last
-before the head.
+`ngram_bag/table`[h_n] over all those n-grams (zeros when there are none), layer-normalised
+over its features ((x - mean) / sqrt(variance + `epsilon`) * `ngram_bag/gamma` +
+`ngram_bag/beta`), concatenated last before the head.
 """
 
 from __future__ import annotations
@@ -148,9 +149,12 @@ def export_weights(model, output_dir: str) -> Dict[str, str]:
                            "scale": math.sqrt(REFERENCE_WIDTH / layer.output_size)}
     bag = None
     if model.ngram_bag is not None:
-        arrays["ngram_bag/table"] = np.asarray(model.ngram_bag.table.numpy(), np.float32)
-        bag = {"orders": model.ngram_bag.orders, "buckets": model.ngram_bag.buckets,
-               "dim": model.ngram_bag.dim, "prime": ngram_bag.PRIME}
+        layer = model.ngram_bag
+        arrays["ngram_bag/table"] = np.asarray(layer.table.numpy(), np.float32)
+        arrays["ngram_bag/gamma"] = np.asarray(layer.norm.gamma.numpy(), np.float32)
+        arrays["ngram_bag/beta"] = np.asarray(layer.norm.beta.numpy(), np.float32)
+        bag = {"orders": layer.orders, "buckets": layer.buckets, "dim": layer.dim,
+               "prime": ngram_bag.PRIME, "epsilon": float(layer.norm.epsilon)}
     for variable in model.pooling.weights:
         arrays["pooling/" + "/".join(variable.path.split("/")[-2:])] = np.asarray(variable.numpy())
     arrays["head/kernel"] = np.asarray(model.head.dense.kernel.numpy(), np.float32)

@@ -6,7 +6,10 @@ text, and k-mer counts beat them by 40 points on DNA (bench/real_data_results.md
 gives the head that bag directly: every n-gram of orders 1..N that lies wholly inside a
 sequence's real steps is hashed into one of `buckets` rows of a trained embedding table, and the
 sequence's vector is the mean of its n-grams' rows (Joulin et al., 2017, "Bag of Tricks for
-Efficient Text Classification").
+Efficient Text Classification"), layer-normalised over its `dim` features. Why the norm: a mean
+over thousands of n-grams differs between classes by a few thousandths while the recurrence's
+outputs are of order 1; with Adam's bounded steps the head then learned the bag too slowly to
+use it (train-split CV on the DNA set, bench/real_data_results.md).
 
 Hashing (int32 throughout, so every op is a TFLite builtin): the n-gram of ids w_0..w_{n-1}
 hashes to h_n = (h_{n-1} * PRIME + w_{n-1} + 1) mod buckets with h_0 = 1 (each order extends
@@ -42,7 +45,8 @@ class HashedNGramBag(keras.layers.Layer):
       token_ids: int32 [B, T], any values past each length.
       lengths: int32 [B], real steps per sequence (clipped to T).
 
-    Output: float32 [B, dim]; zeros for an empty sequence.
+    Output: float32 [B, dim], LayerNorm(mean row) (epsilon 1e-5, `gamma`, `beta`); `beta` for an
+      empty sequence.
     """
 
     def __init__(self, orders: int, buckets: int, dim: int, **kwargs):
@@ -61,6 +65,8 @@ class HashedNGramBag(keras.layers.Layer):
         # Keras' Embedding initialiser: uniform in (-0.05, 0.05).
         self.table = self.add_weight(name="table", shape=(self.buckets, self.dim),
                                      initializer="uniform", trainable=True)
+        self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm", dtype="float32")
+        self.norm.build((None, self.dim))
         self.built = True
 
     def hashes(self, token_ids, lengths):
@@ -93,7 +99,7 @@ class HashedNGramBag(keras.layers.Layer):
             number = tf.reduce_sum(weight, axis=1, keepdims=True)
             total = part if total is None else total + part
             count = number if count is None else count + number
-        return total / tf.maximum(count, 1.0)
+        return self.norm(total / tf.maximum(count, 1.0))
 
     def get_config(self):
         return {**super().get_config(), "orders": self.orders, "buckets": self.buckets, "dim": self.dim}
