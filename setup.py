@@ -31,7 +31,11 @@ setup(
     extras_require={
         # aeon: tests/bench/test_real_data_smoke.py runs the bench's 1-NN DTW baseline.
         # pytest-xdist: pytest.ini runs the suite in two processes (-n 2).
-        "test": ["pytest", "pytest-xdist", "tf_keras", "ai-edge-litert", "cloudml-hypertune>=0.1.0.dev6", "aeon>=1.0"],
+        # onnx, onnxruntime: the ONNX export and its check (tests/export/test_onnx_export.py).
+        "test": ["pytest", "pytest-xdist", "tf_keras", "ai-edge-litert", "cloudml-hypertune>=0.1.0.dev6", "aeon>=1.0",
+                 "onnx>=1.15", "onnxruntime>=1.17"],
+        # --export-formats ...,onnx: onnx writes the graph, onnxruntime checks it (no TensorFlow).
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         # Vertex AI's own tuning service: trainer.train reports the objective with it.
         "hypertune": ["cloudml-hypertune>=0.1.0.dev6"],
         # bench/real_data.py's baselines: MiniROCKET and 1-NN DTW (aeon), k-mer and TF-IDF models.

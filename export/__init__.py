@@ -95,7 +95,8 @@ def export_model(model, spec, config, sample_dataset, *, options: Optional[Expor
     sample = sample_batch(sample_dataset)
     if spec.is_tokens and texts is None:
         texts = texts_from_token_ids(sample["token_ids"], sample["lengths"], spec)
-    accuracy = held_out_batches(sample_dataset) if "tflite" in options.formats else []
+    accuracy = (held_out_batches(sample_dataset) if {"tflite", "onnx"} & set(options.formats)
+                else [])
     return export_saved_model(
         model, spec, config.model.resolved_head, config.train.model_dir, config.train.export_dir,
         sample, texts=texts, options=options, accuracy_batches=accuracy)

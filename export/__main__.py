@@ -15,7 +15,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model-dir", required=True, help="a trainer model dir (config.json, best/)")
     parser.add_argument("--export-dir", default="",
                         help="folder of versions (default: $AIP_MODEL_DIR, the run's, <model-dir>/export)")
-    parser.add_argument("--formats", default=None, help="comma list of saved_model,tflite")
+    parser.add_argument("--formats", default=None, help="comma list of saved_model,tflite,onnx")
     parser.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=None,
                         help="also write a dynamic-range quantized TFLite model")
     parser.add_argument("--mc-samples", type=int, default=None, help="MC dropout samples")

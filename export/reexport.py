@@ -99,7 +99,7 @@ def reexport(model_dir: str, export_dir: str = "", **option_overrides) -> Dict[s
              if spec.is_tokens else None)
     result = export_saved_model(
         model, spec, model.model_config.resolved_head, model_dir, export_dir, sample, texts=texts,
-        options=options, accuracy_batches=held_out_batches(dataset) if "tflite" in options.formats else ())
+        options=options, accuracy_batches=held_out_batches(dataset) if {"tflite", "onnx"} & set(options.formats) else ())
     result["checkpoint"] = checkpoint
     result["report"] = try_write_report(model_dir, result)
     return result

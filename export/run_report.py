@@ -53,6 +53,13 @@ EXPORT_ROWS = (
     ("quantized_size_ratio", "quantized / float size"), ("tflite_accuracy_quantized", "quantized accuracy"),
     ("quantized_accuracy_change", "quantized accuracy change"),
     ("tflite_quantized_max_probability_diff", "quantized max |probability diff|"),
+    ("tflite_latency_ms_batch1", "TFLite latency, batch 1 (ms)"),
+    ("onnx", "ONNX model"), ("onnx_bytes", "ONNX size"),
+    ("onnx_verified", "ONNX verified (onnxruntime, no TensorFlow)"),
+    ("onnx_max_diff", "ONNX max |diff| vs SavedModel"),
+    ("onnx_padding_max_diff", "ONNX max |diff| with garbage past the lengths"),
+    ("onnx_accuracy", "ONNX accuracy"), ("onnx_latency_ms_batch1", "ONNX latency, batch 1 (ms)"),
+    ("onnx_skipped", "ONNX skipped"),
     ("weights", "per-gate weights"), ("checkpoint", "checkpoint exported"),
 )
 SECTIONS = ("summary", "curves", "evaluation", "data", "throughput", "export", "config")

@@ -40,19 +40,21 @@ import numpy as np
 import tensorflow as tf
 
 from data.spec import ASSETS_DIR, LABELS_FILE, SPEC_FILE, VOCAB_FILE
+from export import onnx_export
 from export import tflite as tflite_lib
 from export.serving import ServingModule
 from export.warmup import warmup_requests, write_warmup
-from export.weights import export_weights
+from export.weights import weight_arrays, write_weights
 
 # A file of this package, run by path so that the check never imports the package itself.
 VERIFY_SCRIPT = str(pathlib.Path(__file__).with_name("verify_standalone.py"))
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
+DEFAULT_FORMATS = ("saved_model", "tflite")
 LAYOUTS = ("auto", "versions", "vertex")
 # What one export writes at the top of its folder: in Vertex AI's layout, these names of an
 # earlier model in export_dir are replaced (anything else there is left alone).
 EXPORT_ENTRIES = ("saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra",
-                  "tflite", "weights")
+                  "tflite", "onnx", "weights")
 # Rows of the second, smaller case (another batch size and length) checked everywhere.
 SMALL_CASE_ROWS = 3
 # Filesystems whose files live in this process's memory: a clean process cannot read them.
@@ -64,19 +66,19 @@ class ExportOptions:
     """How to export (the trainer fills it from `TrainConfig`, `python -m export` from config.json).
 
     Attributes:
-      formats: subset of `FORMATS`. TFLite files live inside the version folder, so the
-        SavedModel (the reference they are checked against) is always written.
+      formats: subset of `FORMATS`. TFLite and ONNX files live inside the version folder, so
+        the SavedModel (the reference they are checked against) is always written.
       quantize: also write a dynamic-range quantized TFLite model and report its size and
         accuracy change.
       mc_samples: Monte-Carlo dropout samples of the `uncertainty` signature.
       mc_seed: base seed of those samples (mixed into each example's own mask seeds, `export.uncertainty`).
       tolerance: largest allowed |SavedModel - in-memory model| difference.
-      tflite_tolerance: largest allowed |TFLite - SavedModel| difference.
+      tflite_tolerance: largest allowed |TFLite - SavedModel| difference (and ONNX's).
       layout: "versions" (`<export_dir>/<version>/`, TF Serving's), "vertex" (the model directly
         in `export_dir`) or "auto": "vertex" when `export_dir` is `$AIP_MODEL_DIR`.
     """
 
-    formats: Sequence[str] = FORMATS
+    formats: Sequence[str] = DEFAULT_FORMATS
     quantize: bool = False
     mc_samples: int = 20
     mc_seed: int = 0
@@ -90,6 +92,9 @@ class ExportOptions:
         unknown = set(self.formats) - set(FORMATS)
         if unknown:
             raise ValueError(f"export formats must be among {FORMATS}, got {sorted(unknown)}")
+        if "onnx" in self.formats and not onnx_export.onnx_available():
+            raise ValueError("export format onnx needs the onnx package: pip install 'seqtrain[onnx]' "
+                             "(or pip install onnx onnxruntime)")
         if self.mc_samples < 1:
             raise ValueError(f"mc_samples must be >= 1, got {self.mc_samples}")
 
@@ -310,11 +315,16 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
     write_warmup(temp_dir, requests)
     result["warmup_requests"] = len(requests)
     result["weights"] = tf.io.gfile.join(final_dir, "weights", "weights.npz")
-    export_weights(model, tf.io.gfile.join(temp_dir, "weights"))
+    arrays, manifest = weight_arrays(model)
+    write_weights(arrays, manifest, tf.io.gfile.join(temp_dir, "weights"))
     if "tflite" in options.formats:
         written = tflite_lib.write_tflite(module, spec, temp_dir, vocab_path, options.quantize)
         result.update({key: value.replace(temp_dir, final_dir) if isinstance(value, str) else value
                        for key, value in written.items()})
+    if "onnx" in options.formats:
+        written = onnx_export.write_onnx(arrays, manifest, spec, temp_dir, vocab_path)
+        result.update({key: value.replace(temp_dir, final_dir) if isinstance(value, str)
+                       and key != "onnx_skipped" else value for key, value in written.items()})
     scratch = tempfile.mkdtemp(prefix="seqtrain-export-")
     try:
         outputs_path = str(pathlib.Path(scratch) / "saved_model_outputs.npz")
@@ -323,9 +333,10 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
         result["checked"] = sorted(check["signatures"])
         result["saved_model_max_diff"] = _max_diff(check["signatures"])
         result["warmup_replayed"] = sum(check.get("warmup", {}).values())
-        if "tflite" in options.formats:
-            cases_path = str(pathlib.Path(scratch) / "tflite_cases.npz")
+        cases_path = str(pathlib.Path(scratch) / "runtime_cases.npz")
+        if {"tflite", "onnx"} & set(options.formats):
             _write_npz(cases_path, _tflite_cases(cases, list(accuracy_batches), module.model.input_key))
+        if "tflite" in options.formats:
             # The checker has no TensorFlow, so no gs://: it reads local copies of the files.
             folder = tf.io.gfile.join(temp_dir, tflite_lib.TFLITE_DIR)
             local = {}
@@ -346,6 +357,21 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
                 result["quantized_size_ratio"] = result["tflite_quantized_bytes"] / result["tflite_bytes"]
                 if "accuracy_quantized" in lite:
                     result["quantized_accuracy_change"] = lite["accuracy_quantized"] - lite["accuracy_float"]
+            if "latency_ms_batch1" in lite:
+                result["tflite_latency_ms_batch1"] = lite["latency_ms_batch1"]
+        if "onnx" in result:
+            local = str(pathlib.Path(scratch) / onnx_export.MODEL_FILE)
+            tf.io.gfile.copy(tf.io.gfile.join(temp_dir, onnx_export.ONNX_DIR, onnx_export.MODEL_FILE),
+                             local, overwrite=True)
+            checked = onnx_export.verify_onnx(cases_path, outputs_path, local, options.tflite_tolerance)
+            result["onnx_verified"] = checked["ok"]
+            result["onnx_max_diff"] = max(
+                (d[k] for d in checked["max_diff"].values() for k in ("logits", "probabilities")),
+                default=0.0)
+            result["onnx_padding_max_diff"] = checked["padding_max_diff"]
+            for key in ("accuracy", "accuracy_examples", "latency_ms_batch1"):
+                if key in checked:
+                    result[f"onnx_{key}"] = checked[key]
     except RuntimeError:
         logging.error("verification failed; the unverified export stays at %s for inspection", temp_dir)
         raise

@@ -27,9 +27,9 @@ MODEL_FILE = "model.tflite"
 QUANTIZED_FILE = "model_quantized.tflite"
 VERIFY_SCRIPT = str(pathlib.Path(__file__).with_name("verify_tflite.py"))
 
-TOKENIZATION_NOTE = """# Tokenizing for model.tflite
+TOKENIZATION_NOTE = """# Tokenizing for model.tflite and model.onnx
 
-The TFLite model takes `token_ids` int32 [batch, time] and `lengths` int32 [batch], like the
+The TFLite and ONNX models take `token_ids` int32 [batch, time] and `lengths` int32 [batch], like the
 SavedModel's `serving_default`. Build them the way training did (`data/tokenizer.py`):
 
 1. lower-case the text (Unicode-aware) when `lowercase` is {lowercase};
@@ -90,17 +90,7 @@ def write_tflite(module, spec, version_dir: str, vocab_path: str = "",
         key = "tflite_quantized" if quantized else "tflite"
         result[key] = path
         result[key + "_bytes"] = len(content)
-    with tf.io.gfile.GFile(tf.io.gfile.join(folder, LABELS_FILE), "w") as f:
-        f.write("".join(label + "\n" for label in spec.labels))
-    if spec.is_tokens:
-        tf.io.gfile.copy(vocab_path, tf.io.gfile.join(folder, VOCAB_FILE), overwrite=True)
-        oov_start = len(spec.vocab) + 1
-        note = TOKENIZATION_NOTE.format(
-            lowercase=spec.lowercase, oov_start=oov_start, num_oov_buckets=spec.num_oov_buckets,
-            oov_end=oov_start + spec.num_oov_buckets - 1,
-            max_length_note=f"; keep at most the first {spec.max_length} tokens" if spec.max_length else "")
-        with tf.io.gfile.GFile(tf.io.gfile.join(folder, "TOKENIZATION.md"), "w") as f:
-            f.write(note)
+    write_labels_and_vocab(folder, spec, vocab_path)
     return result
 
 
@@ -116,3 +106,19 @@ def verify_tflite(cases_path: str, expected_path: str, model_path: str, quantize
         raise RuntimeError(f"TFLite model {model_path} failed verification:\n"
                            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return json.loads(lines[-1])
+
+
+def write_labels_and_vocab(folder: str, spec, vocab_path: str = "") -> None:
+    """`labels.txt` (class id i is line i) and, for token data, `vocab.txt` and
+    `TOKENIZATION.md` into `folder`: what an app beside a model without string ops needs."""
+    with tf.io.gfile.GFile(tf.io.gfile.join(folder, LABELS_FILE), "w") as f:
+        f.write("".join(label + "\n" for label in spec.labels))
+    if spec.is_tokens:
+        tf.io.gfile.copy(vocab_path, tf.io.gfile.join(folder, VOCAB_FILE), overwrite=True)
+        oov_start = len(spec.vocab) + 1
+        note = TOKENIZATION_NOTE.format(
+            lowercase=spec.lowercase, oov_start=oov_start, num_oov_buckets=spec.num_oov_buckets,
+            oov_end=oov_start + spec.num_oov_buckets - 1,
+            max_length_note=f"; keep at most the first {spec.max_length} tokens" if spec.max_length else "")
+        with tf.io.gfile.GFile(tf.io.gfile.join(folder, "TOKENIZATION.md"), "w") as f:
+            f.write(note)

@@ -9,7 +9,8 @@ and length), the float model runs through the `serving_default` signature runner
 that batch, and its `logits`, `probabilities` and `class_ids` must match `EXPECTED.npz`
 (G/out/<name>, the SavedModel's outputs) within the tolerance. Groups named `accuracy:<k>`
 also carry `G/target/<label|labels|tags>`; both models' accuracy on them is reported, and the
-quantized model's largest probability difference from the float one.
+quantized model's largest probability difference from the float one. Latency: the first
+sequence of the first group alone (batch 1, its own length), median of repeated runs in ms.
 Prints one JSON line; exit status 1 on failure.
 """
 
@@ -17,11 +18,13 @@ import argparse
 import io
 import json
 import sys
+import time
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 OUTPUTS = ("logits", "probabilities", "class_ids")
+LATENCY_RUNS = 50
 
 
 def load_npz(path):
@@ -51,6 +54,21 @@ def accuracy_counts(class_ids, cases, group):
         real = np.arange(class_ids.shape[1])[None, :] < lengths[:, None]
         return int(np.sum((class_ids == targets["tags"]) & real)), int(real.sum())
     return 0, 0
+
+
+def batch1_latency_ms(runner, inputs):
+    """Median milliseconds of one run on the first sequence alone, cut to its length."""
+    length = max(int(inputs["lengths"][0]), 1)
+    one = {name: (value[:1] if name == "lengths" else value[:1, :length])
+           for name, value in inputs.items()}
+    for _ in range(3):
+        runner(**one)
+    times = []
+    for _ in range(LATENCY_RUNS):
+        start = time.perf_counter()
+        runner(**one)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times)), length
 
 
 def main(argv=None) -> int:
@@ -107,6 +125,12 @@ def main(argv=None) -> int:
             report["accuracy_examples"] = n
     if quant_runner is not None:
         report["quantized_max_probability_diff"] = quant_diff
+    serving = groups(cases, "serving_default")
+    if serving:
+        # Its own interpreter: the runner above has buffers sized for the last case.
+        latency_runner = Interpreter(model_path=args.model).get_signature_runner("serving_default")
+        inputs = {k.split("/")[2]: v for k, v in cases.items() if k.startswith(serving[0] + "/in/")}
+        report["latency_ms_batch1"], report["latency_length"] = batch1_latency_ms(latency_runner, inputs)
     report["tensorflow_imported"] = "tensorflow" in sys.modules
     if report["tensorflow_imported"]:
         report["ok"] = False

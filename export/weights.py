@@ -32,8 +32,9 @@ concatenated after the pooled recurrence outputs before the head.
 
 With random-convolution features (`random_features` in the manifest, MiniROCKET-style): the
 normalised input x [T, D] (zeros past the length) is convolved, for each dilation d_i, with
-`random_features/kernels`[i] [9, D, 84] reading x[t + (k - 4) * d_i] (zeros outside 0..T-1);
-feature (i, kernel j, bias b) = the fraction of real steps t where that output exceeds
+`random_features/kernels`[i] [9, D, 84] reading x[t + (k - 4) * d_i] (zeros outside 0..T-1)
+at t = 0, s, 2s, ... (s = `position_stride`); feature (i, kernel j, bias b) = the fraction of
+those positions inside the length (ceil(length / s) of them) where that output exceeds
 `random_features/biases`[i, j, b]; the features, flattened in (i, j, b) order, are standardised
 with `random_features/feature_mean` and `feature_std`, multiplied by `scale`, and concatenated
 after the pooled vector (and the front-end branch) before the head.
@@ -51,7 +52,7 @@ from __future__ import annotations
 import io
 import math
 import json
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -109,8 +110,9 @@ def cell_arrays(cell_name: str, cell, forget_bias: float) -> Dict[str, np.ndarra
     return {key: np.asarray(value, np.float32) for key, value in out.items()}
 
 
-def export_weights(model, output_dir: str) -> Dict[str, str]:
-    """Writes `weights.npz` and `weights.json` into `output_dir`; returns their paths."""
+def weight_arrays(model) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
+    """(every weight of `model` by name, the manifest that says what each one is): what
+    `export_weights` writes, and what the ONNX graph (`export/onnx_graph.py`) is built from."""
     config = model.model_config
     arrays: Dict[str, np.ndarray] = {}
     layers = []
@@ -145,6 +147,7 @@ def export_weights(model, output_dir: str) -> Dict[str, str]:
         for name in ("kernels", "biases", "feature_mean", "feature_std"):
             arrays[f"random_features/{name}"] = np.asarray(getattr(layer, name).numpy(), np.float32)
         random_features = {"dilations": list(layer.dilations), "kernel_length": 9,
+                           "position_stride": layer.position_stride,
                            "biases_per_kernel": layer.per_kernel, "size": layer.output_size,
                            "scale": math.sqrt(REFERENCE_WIDTH / layer.output_size)}
     bag = None
@@ -176,6 +179,17 @@ def export_weights(model, output_dir: str) -> Dict[str, str]:
         "shapes": {key: list(value.shape) for key, value in sorted(arrays.items())},
         "equations": EQUATIONS[config.cell],
     }
+    return arrays, manifest
+
+
+def export_weights(model, output_dir: str) -> Dict[str, str]:
+    """Writes `weights.npz` and `weights.json` of `model` into `output_dir`; returns their paths."""
+    return write_weights(*weight_arrays(model), output_dir)
+
+
+def write_weights(arrays: Dict[str, np.ndarray], manifest: Dict[str, object],
+                  output_dir: str) -> Dict[str, str]:
+    """Writes `weight_arrays`' result as `weights.npz` and `weights.json`; returns their paths."""
     tf.io.gfile.makedirs(output_dir)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

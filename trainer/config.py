@@ -86,8 +86,9 @@ class TrainConfig:
         default model (~7x on long sequences) once compiled, but compiling costs ~8 s, so
         "auto" turns it on when the run will read at least `XLA_AUTO_MIN_TOKENS` real steps
         (steps x batch x median length) and says so in the log.
-      export_formats: comma-separated subset of "saved_model", "tflite" (the TFLite files go
-        inside the SavedModel version folder; "" exports nothing).
+      export_formats: comma-separated subset of "saved_model", "tflite", "onnx" (the TFLite and
+        ONNX files go inside the SavedModel version folder; "" exports nothing; onnx needs the
+        `onnx` extra).
       export_quantize: also write a dynamic-range quantized TFLite model (size and accuracy
         change are reported).
       export_mc_samples: Monte-Carlo dropout samples of the `uncertainty` serving signature.
@@ -143,8 +144,9 @@ class TrainConfig:
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         formats = set(self.export_formats.split(",")) - {""}
-        if not formats <= {"saved_model", "tflite"}:
-            raise ValueError(f"export_formats takes saved_model and/or tflite, got {self.export_formats!r}")
+        if not formats <= {"saved_model", "tflite", "onnx"}:
+            raise ValueError(f"export_formats takes saved_model, tflite and/or onnx, got "
+                             f"{self.export_formats!r}")
         if self.export_mc_samples < 1:
             raise ValueError(f"export_mc_samples must be >= 1, got {self.export_mc_samples}")
 

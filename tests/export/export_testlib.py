@@ -78,7 +78,7 @@ def make_batches(spec: DataSpec, count=3, size=16, seed=0):
     return batches
 
 
-def run_config(model, model_dir, export_dir, formats="saved_model,tflite", quantize=False):
+def run_config(model, model_dir, export_dir, formats="saved_model,tflite,onnx", quantize=False):
     train = types.SimpleNamespace(model_dir=str(model_dir), export_dir=str(export_dir),
                                   export_formats=formats, export_quantize=quantize,
                                   export_mc_samples=MC_SAMPLES, seed=MC_SEED)

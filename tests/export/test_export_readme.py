@@ -58,3 +58,11 @@ def test_tflite_python_snippet_runs_without_tensorflow(dense_export):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd="/")
     assert result.returncode == 0 and "snippet ok" in result.stdout, result.stdout + result.stderr[-3000:]
+
+
+def test_onnx_python_snippet_runs_without_tensorflow(dense_export):
+    code = (f"version_dir = {str(dense_export.version_dir)!r}\n" + _block("onnx-python") +
+            "\nimport sys\nassert 'tensorflow' not in sys.modules\nprint('snippet ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd="/")
+    assert result.returncode == 0 and "snippet ok" in result.stdout, result.stdout + result.stderr[-3000:]
