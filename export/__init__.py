@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from export.formats import requested
 from export.saved_model import ExportOptions, export_saved_model
 
 SAMPLE_SIZE = 16
@@ -95,7 +96,7 @@ def export_model(model, spec, config, sample_dataset, *, options: Optional[Expor
     sample = sample_batch(sample_dataset)
     if spec.is_tokens and texts is None:
         texts = texts_from_token_ids(sample["token_ids"], sample["lengths"], spec)
-    accuracy = (held_out_batches(sample_dataset) if {"tflite", "onnx"} & set(options.formats)
+    accuracy = (held_out_batches(sample_dataset) if requested(options.formats)
                 else [])
     return export_saved_model(
         model, spec, config.model.resolved_head, config.train.model_dir, config.train.export_dir,

@@ -25,13 +25,38 @@ MODEL_FILE = "model.onnx"
 VERIFY_SCRIPT = str(pathlib.Path(__file__).with_name("verify_onnx.py"))
 
 
-def onnx_available() -> bool:
-    """Whether the `onnx` package (the writer's only extra need) imports here."""
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        return False
-    return True
+REPORT_ROWS = (
+    ("onnx", "ONNX model"), ("onnx_bytes", "ONNX size"),
+    ("onnx_verified", "ONNX verified (onnxruntime, no TensorFlow)"),
+    ("onnx_max_diff", "ONNX max |diff| vs SavedModel"),
+    ("onnx_padding_max_diff", "ONNX max |diff| with garbage past the lengths"),
+    ("onnx_accuracy", "ONNX accuracy"), ("onnx_latency_ms_batch1", "ONNX latency, batch 1 (ms)"),
+    ("onnx_skipped", "ONNX skipped"),
+)
+
+
+def write_format(context) -> Dict[str, object]:
+    """The `onnx` entry of `export.formats`: writes `onnx/` into the version folder."""
+    return write_onnx(context.arrays, context.manifest, context.spec, context.version_dir,
+                      context.vocab_path)
+
+
+def verify_format(context) -> Dict[str, object]:
+    """The `onnx` entry's check (see `verify_onnx.py`); raises RuntimeError on failure."""
+    local = str(pathlib.Path(context.scratch) / MODEL_FILE)
+    tf.io.gfile.copy(tf.io.gfile.join(context.version_dir, ONNX_DIR, MODEL_FILE), local,
+                     overwrite=True)
+    checked = verify_onnx(context.cases_path, context.outputs_path, local,
+                          context.options.tflite_tolerance)
+    result: Dict[str, object] = {
+        "onnx_verified": checked["ok"],
+        "onnx_max_diff": max((d[k] for d in checked["max_diff"].values()
+                              for k in ("logits", "probabilities")), default=0.0),
+        "onnx_padding_max_diff": checked["padding_max_diff"]}
+    for key in ("accuracy", "accuracy_examples", "latency_ms_batch1"):
+        if key in checked:
+            result[f"onnx_{key}"] = checked[key]
+    return result
 
 
 def write_onnx(arrays, manifest, spec, version_dir: str, vocab_path: str = "") -> Dict[str, object]:

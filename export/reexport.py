@@ -22,6 +22,7 @@ from data.pipeline import make_dataset
 from data.prepare import prepared_dir
 from data.spec import ASSETS_DIR, DataSpec
 from export import held_out_batches, options_from_train_config, sample_batch, texts_from_token_ids
+from export.formats import requested
 from export.run_report import try_write_report
 from export.saved_model import export_saved_model
 from models import ModelConfig, build_model
@@ -99,7 +100,7 @@ def reexport(model_dir: str, export_dir: str = "", **option_overrides) -> Dict[s
              if spec.is_tokens else None)
     result = export_saved_model(
         model, spec, model.model_config.resolved_head, model_dir, export_dir, sample, texts=texts,
-        options=options, accuracy_batches=held_out_batches(dataset) if {"tflite", "onnx"} & set(options.formats) else ())
+        options=options, accuracy_batches=held_out_batches(dataset) if requested(options.formats) else ())
     result["checkpoint"] = checkpoint
     result["report"] = try_write_report(model_dir, result)
     return result

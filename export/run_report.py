@@ -33,6 +33,7 @@ from tensorflow.core.util import event_pb2
 from data.prepare import prepared_dir, read_manifest
 from data.spec import DataSpec
 from export import figures
+from export.formats import RUNTIME_FORMATS
 
 REPORT_FILE = "report.html"
 # Records read per split for the class counts and the length histogram (the manifest's counts
@@ -45,23 +46,9 @@ EXPORT_ROWS = (
     ("signatures", "signatures"), ("verified", "verified in a clean process"),
     ("checked", "signatures checked"), ("saved_model_max_diff", "SavedModel max |diff| vs the model"),
     ("warmup_requests", "warmup requests"), ("warmup_replayed", "warmup requests replayed"),
-    ("mc_samples", "MC dropout samples (uncertainty)"), ("tflite", "TFLite model"),
-    ("tflite_bytes", "TFLite size"), ("tflite_verified", "TFLite verified (no TensorFlow)"),
-    ("tflite_max_diff", "TFLite max |diff| vs SavedModel"),
-    ("tflite_accuracy_float", "TFLite accuracy"), ("tflite_accuracy_examples", "TFLite accuracy examples"),
-    ("tflite_quantized", "quantized TFLite"), ("tflite_quantized_bytes", "quantized TFLite size"),
-    ("quantized_size_ratio", "quantized / float size"), ("tflite_accuracy_quantized", "quantized accuracy"),
-    ("quantized_accuracy_change", "quantized accuracy change"),
-    ("tflite_quantized_max_probability_diff", "quantized max |probability diff|"),
-    ("tflite_latency_ms_batch1", "TFLite latency, batch 1 (ms)"),
-    ("onnx", "ONNX model"), ("onnx_bytes", "ONNX size"),
-    ("onnx_verified", "ONNX verified (onnxruntime, no TensorFlow)"),
-    ("onnx_max_diff", "ONNX max |diff| vs SavedModel"),
-    ("onnx_padding_max_diff", "ONNX max |diff| with garbage past the lengths"),
-    ("onnx_accuracy", "ONNX accuracy"), ("onnx_latency_ms_batch1", "ONNX latency, batch 1 (ms)"),
-    ("onnx_skipped", "ONNX skipped"),
+    ("mc_samples", "MC dropout samples (uncertainty)"),
     ("weights", "per-gate weights"), ("checkpoint", "checkpoint exported"),
-)
+) + tuple(row for runtime_format in RUNTIME_FORMATS.values() for row in runtime_format.report_rows)
 SECTIONS = ("summary", "curves", "evaluation", "data", "throughput", "export", "config")
 
 

@@ -40,21 +40,19 @@ import numpy as np
 import tensorflow as tf
 
 from data.spec import ASSETS_DIR, LABELS_FILE, SPEC_FILE, VOCAB_FILE
-from export import onnx_export
-from export import tflite as tflite_lib
+from export import formats as formats_lib
 from export.serving import ServingModule
 from export.warmup import warmup_requests, write_warmup
 from export.weights import weight_arrays, write_weights
 
 # A file of this package, run by path so that the check never imports the package itself.
 VERIFY_SCRIPT = str(pathlib.Path(__file__).with_name("verify_standalone.py"))
-FORMATS = ("saved_model", "tflite", "onnx")
 DEFAULT_FORMATS = ("saved_model", "tflite")
 LAYOUTS = ("auto", "versions", "vertex")
 # What one export writes at the top of its folder: in Vertex AI's layout, these names of an
 # earlier model in export_dir are replaced (anything else there is left alone).
-EXPORT_ENTRIES = ("saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra",
-                  "tflite", "onnx", "weights")
+EXPORT_ENTRIES = (("saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra",
+                   "weights") + tuple(f.folder for f in formats_lib.RUNTIME_FORMATS.values()))
 # Rows of the second, smaller case (another batch size and length) checked everywhere.
 SMALL_CASE_ROWS = 3
 # Filesystems whose files live in this process's memory: a clean process cannot read them.
@@ -66,8 +64,9 @@ class ExportOptions:
     """How to export (the trainer fills it from `TrainConfig`, `python -m export` from config.json).
 
     Attributes:
-      formats: subset of `FORMATS`. TFLite and ONNX files live inside the version folder, so
-        the SavedModel (the reference they are checked against) is always written.
+      formats: subset of `export.formats.format_names()`. TFLite and ONNX files live inside
+        the version folder, so the SavedModel (the reference they are checked against) is
+        always written.
       quantize: also write a dynamic-range quantized TFLite model and report its size and
         accuracy change.
       mc_samples: Monte-Carlo dropout samples of the `uncertainty` signature.
@@ -89,12 +88,7 @@ class ExportOptions:
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
-        unknown = set(self.formats) - set(FORMATS)
-        if unknown:
-            raise ValueError(f"export formats must be among {FORMATS}, got {sorted(unknown)}")
-        if "onnx" in self.formats and not onnx_export.onnx_available():
-            raise ValueError("export format onnx needs the onnx package: pip install 'seqtrain[onnx]' "
-                             "(or pip install onnx onnxruntime)")
+        formats_lib.check_formats(self.formats)
         if self.mc_samples < 1:
             raise ValueError(f"mc_samples must be >= 1, got {self.mc_samples}")
 
@@ -254,7 +248,7 @@ def _max_diff(report: Dict, keys=("logits", "probabilities", "embedding", "predi
     return max(values, default=0.0)
 
 
-def _tflite_cases(cases: Dict[str, np.ndarray], accuracy_batches: List[Dict[str, np.ndarray]],
+def _runtime_cases(cases: Dict[str, np.ndarray], accuracy_batches: List[Dict[str, np.ndarray]],
                   input_key: str) -> Dict[str, np.ndarray]:
     tflite_cases = {k: v for k, v in cases.items()
                     if k.split("/")[0].split(":")[0] == "serving_default" and "/in/" in k}
@@ -317,14 +311,14 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
     result["weights"] = tf.io.gfile.join(final_dir, "weights", "weights.npz")
     arrays, manifest = weight_arrays(model)
     write_weights(arrays, manifest, tf.io.gfile.join(temp_dir, "weights"))
-    if "tflite" in options.formats:
-        written = tflite_lib.write_tflite(module, spec, temp_dir, vocab_path, options.quantize)
-        result.update({key: value.replace(temp_dir, final_dir) if isinstance(value, str) else value
-                       for key, value in written.items()})
-    if "onnx" in options.formats:
-        written = onnx_export.write_onnx(arrays, manifest, spec, temp_dir, vocab_path)
+    runtime_formats = formats_lib.requested(options.formats)
+    context = formats_lib.WriteContext(module=module, spec=spec, version_dir=temp_dir,
+                                       vocab_path=vocab_path, arrays=arrays, manifest=manifest,
+                                       options=options)
+    written = {f.name: f.write(context) for f in runtime_formats}
+    for entries in written.values():
         result.update({key: value.replace(temp_dir, final_dir) if isinstance(value, str)
-                       and key != "onnx_skipped" else value for key, value in written.items()})
+                       and not key.endswith("_skipped") else value for key, value in entries.items()})
     scratch = tempfile.mkdtemp(prefix="seqtrain-export-")
     try:
         outputs_path = str(pathlib.Path(scratch) / "saved_model_outputs.npz")
@@ -334,44 +328,14 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
         result["saved_model_max_diff"] = _max_diff(check["signatures"])
         result["warmup_replayed"] = sum(check.get("warmup", {}).values())
         cases_path = str(pathlib.Path(scratch) / "runtime_cases.npz")
-        if {"tflite", "onnx"} & set(options.formats):
-            _write_npz(cases_path, _tflite_cases(cases, list(accuracy_batches), module.model.input_key))
-        if "tflite" in options.formats:
-            # The checker has no TensorFlow, so no gs://: it reads local copies of the files.
-            folder = tf.io.gfile.join(temp_dir, tflite_lib.TFLITE_DIR)
-            local = {}
-            for name in [tflite_lib.MODEL_FILE] + ([tflite_lib.QUANTIZED_FILE] if options.quantize else []):
-                local[name] = str(pathlib.Path(scratch) / name)
-                tf.io.gfile.copy(tf.io.gfile.join(folder, name), local[name], overwrite=True)
-            lite = tflite_lib.verify_tflite(
-                cases_path, outputs_path, local[tflite_lib.MODEL_FILE],
-                local.get(tflite_lib.QUANTIZED_FILE, ""), options.tflite_tolerance)
-            result["tflite_max_diff"] = max(
-                (d[k] for d in lite["max_diff"].values() for k in ("logits", "probabilities")), default=0.0)
-            result["tflite_verified"] = lite["ok"]
-            for key in ("accuracy_float", "accuracy_quantized", "accuracy_examples",
-                        "quantized_max_probability_diff"):
-                if key in lite:
-                    result[f"tflite_{key}"] = lite[key]
-            if options.quantize:
-                result["quantized_size_ratio"] = result["tflite_quantized_bytes"] / result["tflite_bytes"]
-                if "accuracy_quantized" in lite:
-                    result["quantized_accuracy_change"] = lite["accuracy_quantized"] - lite["accuracy_float"]
-            if "latency_ms_batch1" in lite:
-                result["tflite_latency_ms_batch1"] = lite["latency_ms_batch1"]
-        if "onnx" in result:
-            local = str(pathlib.Path(scratch) / onnx_export.MODEL_FILE)
-            tf.io.gfile.copy(tf.io.gfile.join(temp_dir, onnx_export.ONNX_DIR, onnx_export.MODEL_FILE),
-                             local, overwrite=True)
-            checked = onnx_export.verify_onnx(cases_path, outputs_path, local, options.tflite_tolerance)
-            result["onnx_verified"] = checked["ok"]
-            result["onnx_max_diff"] = max(
-                (d[k] for d in checked["max_diff"].values() for k in ("logits", "probabilities")),
-                default=0.0)
-            result["onnx_padding_max_diff"] = checked["padding_max_diff"]
-            for key in ("accuracy", "accuracy_examples", "latency_ms_batch1"):
-                if key in checked:
-                    result[f"onnx_{key}"] = checked[key]
+        if runtime_formats:
+            _write_npz(cases_path, _runtime_cases(cases, list(accuracy_batches), module.model.input_key))
+        for runtime_format in runtime_formats:
+            if any(key.endswith("_skipped") for key in written[runtime_format.name]):
+                continue
+            result.update(runtime_format.verify(formats_lib.VerifyContext(
+                version_dir=temp_dir, scratch=scratch, cases_path=cases_path,
+                outputs_path=outputs_path, written=written[runtime_format.name], options=options)))
     except RuntimeError:
         logging.error("verification failed; the unverified export stays at %s for inspection", temp_dir)
         raise

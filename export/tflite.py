@@ -73,6 +73,54 @@ def convert(function, quantize: bool = False) -> bytes:
         return converter.convert()
 
 
+REPORT_ROWS = (
+    ("tflite", "TFLite model"), ("tflite_bytes", "TFLite size"),
+    ("tflite_verified", "TFLite verified (no TensorFlow)"),
+    ("tflite_max_diff", "TFLite max |diff| vs SavedModel"),
+    ("tflite_accuracy_float", "TFLite accuracy"), ("tflite_accuracy_examples", "TFLite accuracy examples"),
+    ("tflite_quantized", "quantized TFLite"), ("tflite_quantized_bytes", "quantized TFLite size"),
+    ("quantized_size_ratio", "quantized / float size"), ("tflite_accuracy_quantized", "quantized accuracy"),
+    ("quantized_accuracy_change", "quantized accuracy change"),
+    ("tflite_quantized_max_probability_diff", "quantized max |probability diff|"),
+    ("tflite_latency_ms_batch1", "TFLite latency, batch 1 (ms)"),
+)
+
+
+def write_format(context) -> Dict[str, object]:
+    """The `tflite` entry of `export.formats`: writes `tflite/` into the version folder."""
+    return write_tflite(context.module, context.spec, context.version_dir, context.vocab_path,
+                        context.options.quantize)
+
+
+def verify_format(context) -> Dict[str, object]:
+    """The `tflite` entry's check: parity, accuracy (float and quantized) and batch-1 latency
+    under `ai_edge_litert` in a process without TensorFlow; raises RuntimeError on failure."""
+    import pathlib as _pathlib
+
+    folder = tf.io.gfile.join(context.version_dir, TFLITE_DIR)
+    local = {}
+    names = [MODEL_FILE] + ([QUANTIZED_FILE] if context.options.quantize else [])
+    for name in names:  # the checker has no TensorFlow, so no gs://: local copies
+        local[name] = str(_pathlib.Path(context.scratch) / name)
+        tf.io.gfile.copy(tf.io.gfile.join(folder, name), local[name], overwrite=True)
+    lite = verify_tflite(context.cases_path, context.outputs_path, local[MODEL_FILE],
+                         local.get(QUANTIZED_FILE, ""), context.options.tflite_tolerance)
+    result: Dict[str, object] = {
+        "tflite_max_diff": max((d[k] for d in lite["max_diff"].values()
+                                for k in ("logits", "probabilities")), default=0.0),
+        "tflite_verified": lite["ok"]}
+    for key in ("accuracy_float", "accuracy_quantized", "accuracy_examples",
+                "quantized_max_probability_diff", "latency_ms_batch1"):
+        if key in lite:
+            result[f"tflite_{key}"] = lite[key]
+    if context.options.quantize:
+        result["quantized_size_ratio"] = (context.written["tflite_quantized_bytes"]
+                                          / context.written["tflite_bytes"])
+        if "accuracy_quantized" in lite:
+            result["quantized_accuracy_change"] = lite["accuracy_quantized"] - lite["accuracy_float"]
+    return result
+
+
 def write_tflite(module, spec, version_dir: str, vocab_path: str = "",
                  quantize: bool = False) -> Dict[str, object]:
     """Converts `module.tflite_function()` and writes the `tflite/` folder; returns paths, sizes."""

@@ -143,10 +143,9 @@ class TrainConfig:
                              f"got {self.mixed_precision!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        formats = set(self.export_formats.split(",")) - {""}
-        if not formats <= {"saved_model", "tflite", "onnx"}:
-            raise ValueError(f"export_formats takes saved_model, tflite and/or onnx, got "
-                             f"{self.export_formats!r}")
+        from export.formats import check_formats  # the formats' table (imports TensorFlow)
+
+        check_formats([f for f in self.export_formats.split(",") if f])
         if self.export_mc_samples < 1:
             raise ValueError(f"export_mc_samples must be >= 1, got {self.export_mc_samples}")
 

@@ -16,9 +16,11 @@ CELLS = {}
 
 
 def register_cell(name):
-    """Class decorator adding a cell class to `CELLS` under `name`."""
+    """Class decorator adding a cell class to `CELLS` under `name`; a name already taken raises."""
 
     def wrap(cls):
+        if name in CELLS:
+            raise ValueError(f"cell {name!r} is already registered (by {CELLS[name].__name__})")
         CELLS[name] = cls
         cls.cell_name = name
         return cls

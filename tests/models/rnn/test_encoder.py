@@ -16,6 +16,14 @@ def test_registry_names():
         SequenceEncoder("nope")
 
 
+def test_a_cell_name_registers_once():
+    from models.rnn.cells import register_cell
+
+    with pytest.raises(ValueError, match="'gru' is already registered"):
+        register_cell("gru")(type("AnotherGRU", (), {}))
+    assert CELLS["gru"].__name__ != "AnotherGRU"
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_shapes_and_output_size(bidirectional):
     encoder = SequenceEncoder("gru", units=6, num_layers=2, bidirectional=bidirectional)
