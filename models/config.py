@@ -88,8 +88,9 @@ class ModelConfig:
       ngram_orders: token inputs only: n-grams of orders 1..N hashed into an embedding table
         whose mean over a sequence's real steps is concatenated before the head
         (`models/ngram_bag.py`, fastText's bag of n-grams); 0 = none; -1 = "auto", decided by
-        the trainer from the vocabulary size, built as 0.
-      ngram_buckets: rows of the n-gram table (at most 2**18).
+        the trainer from the alphabet and the median length, built as 0.
+      ngram_buckets: rows of the n-gram table (at most 2**18); -1 = "auto", decided by the
+        trainer with the orders (must be set when a bag is built).
       ngram_dim: width of each n-gram row.
 
     Attributes (derived from the data spec by the trainer, not flags):
@@ -132,7 +133,7 @@ class ModelConfig:
     conv_branch: bool = True
     random_features: int = -1
     ngram_orders: int = -1
-    ngram_buckets: int = 65536
+    ngram_buckets: int = -1
     ngram_dim: int = 64
 
     input_kind: str = _derived("features")
@@ -164,8 +165,9 @@ class ModelConfig:
             raise ValueError(f"random_features: expected >= 0 or -1 (auto), got {self.random_features}")
         if self.ngram_orders < -1:
             raise ValueError(f"ngram_orders: expected >= 0 or -1 (auto), got {self.ngram_orders}")
-        if not 2 <= self.ngram_buckets <= 2 ** 18:
-            raise ValueError(f"ngram_buckets: expected 2 .. {2 ** 18}, got {self.ngram_buckets}")
+        if self.ngram_buckets != -1 and not 2 <= self.ngram_buckets <= 2 ** 18:
+            raise ValueError(f"ngram_buckets: expected 2 .. {2 ** 18} or -1 (auto), got "
+                             f"{self.ngram_buckets}")
         for name in ("conv_filters", "conv_kernel_size", "ngram_dim"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)!r}")
@@ -273,6 +275,10 @@ class ModelConfig:
             raise ValueError(f"feature_dim: expected >= 1 for dense inputs, got {self.feature_dim}")
         if self.resolved_head == "binary" and self.num_classes != 2:
             raise ValueError(f"head='binary' needs exactly 2 classes, got num_classes={self.num_classes}")
+        if self.uses_ngram_bag and self.ngram_buckets < 2:
+            raise ValueError(f"ngram_buckets: expected 2 .. {2 ** 18} for an n-gram bag of orders "
+                             f"1..{self.ngram_orders}, got {self.ngram_buckets} (-1 is resolved by "
+                             f"the trainer's rules)")
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dict of every field."""

@@ -17,13 +17,17 @@ Rules (a user overrides any of them by giving the field a value):
   * random-convolution features (`random_features`): for dense inputs whose median training
     length is above `FRONTEND_MIN_LENGTH` (and a sequence-level head), about
     `AUTO_RANDOM_FEATURES` MiniROCKET-style features beside the recurrence; none otherwise.
-  * hashed n-gram bag (`ngram_orders`): for token inputs over a small alphabet (and a
-    sequence-level head), n-grams of orders 1..N beside the recurrence, N the longest order
-    whose every n-gram of the vocabulary (padding aside) still fits the table's rows without
-    sharing one, at most `MAX_NGRAM_ORDER`: 6 (6-mers) for DNA's five letters, 3 for amino
-    acids. Word vocabularies, where fewer than `MIN_NGRAM_ORDER` orders fit, get none: the
-    recurrence already reads every word's embedding, and on the text set the bag of words and
-    word pairs changed nothing (train-split CV) at 1.6x the time.
+  * hashed n-gram bag (`ngram_orders`, `ngram_buckets`): for token inputs over a small
+    alphabet (at most `MAX_ALPHABET` distinct tokens: nucleotides, amino acids, characters;
+    and a sequence-level head), n-grams of orders 1..N beside the recurrence. N is the
+    shortest order whose possible n-grams outnumber the median training sequence's steps
+    `NGRAM_SPECIFICITY` times (alphabet ** N >= 100 x median length: a given N-gram then
+    turns up by chance in about 1 in 100 sequences of that length, so it marks the ones it is
+    in), within `MIN_NGRAM_ORDER`..`MAX_NGRAM_ORDER`: 8 for DNA's five letters at a median
+    of 865 steps, 4 for amino acids at 400. The table gets the fewest power-of-2 rows that
+    hold every possible n-gram of those orders, at most 2**18. Word vocabularies get none:
+    the recurrence already reads every word's embedding, and on the text set the bag of
+    words and word pairs changed nothing (train-split CV) at 1.6x the time.
   Per-sequence z-normalisation (`sequence_norm`) is no rule: it is off unless asked for. On
     the suite it was a no-op on the z-normalised sets and took away what identifies PigCVP's
     classes (per-sequence level and scale).
@@ -44,8 +48,11 @@ RECURRENCE_TARGET_STEPS = 150
 FRONTEND_MIN_LAYERS = 2
 # Random-convolution features for long dense series (84 kernels x dilations x biases).
 AUTO_RANDOM_FEATURES = 4000
-# Orders of the hashed n-gram bag for token inputs: none below the minimum (word vocabularies).
-MIN_NGRAM_ORDER, MAX_NGRAM_ORDER = 3, 6
+# The hashed n-gram bag for token inputs over small alphabets (not words).
+MAX_ALPHABET = 32
+NGRAM_SPECIFICITY = 100
+MIN_NGRAM_ORDER, MAX_NGRAM_ORDER = 3, 10
+MAX_NGRAM_BUCKETS = 2 ** 18
 
 
 def median_length(spec) -> int:
@@ -63,12 +70,22 @@ def frontend_for(median: int) -> Tuple[int, int]:
     return layers, stride
 
 
-def ngram_orders_for(vocab_size: int, buckets: int) -> int:
-    """The longest n-gram order whose (vocab_size - 1) ** n n-grams fit in `buckets` rows, at
-    most MAX_NGRAM_ORDER; 0 (no bag) when that is below MIN_NGRAM_ORDER."""
-    alphabet = max(vocab_size - 1, 2)
-    order = min(int(math.floor(math.log(buckets) / math.log(alphabet) + 1e-9)), MAX_NGRAM_ORDER)
-    return order if order >= MIN_NGRAM_ORDER else 0
+def ngram_orders_for(alphabet: int, median: int) -> int:
+    """The n-gram bag's longest order for `alphabet` distinct tokens at this median length:
+    the shortest N with alphabet ** N >= NGRAM_SPECIFICITY * median, clamped to
+    MIN_NGRAM_ORDER..MAX_NGRAM_ORDER; 0 (no bag) above MAX_ALPHABET tokens (words)."""
+    if alphabet > MAX_ALPHABET:
+        return 0
+    letters = max(alphabet, 2)
+    order = math.ceil(math.log(NGRAM_SPECIFICITY * max(median, 1)) / math.log(letters) - 1e-9)
+    return min(max(order, MIN_NGRAM_ORDER), MAX_NGRAM_ORDER)
+
+
+def ngram_buckets_for(alphabet: int, orders: int) -> int:
+    """Rows for every possible n-gram of orders 1..`orders`: the next power of 2, at most
+    MAX_NGRAM_BUCKETS."""
+    possible = sum(max(alphabet, 2) ** n for n in range(1, orders + 1))
+    return min(2 ** max(1, math.ceil(math.log2(possible))), MAX_NGRAM_BUCKETS)
 
 
 def resolve(config: Config, spec) -> Tuple[Config, List[str]]:
@@ -100,13 +117,21 @@ def resolve(config: Config, spec) -> Tuple[Config, List[str]]:
         notes.append(f"random-convolution features: about {count} (median training length {median})"
                      if count else "random-convolution features: none (token input, a tagging "
                      f"head, or median training length {median} <= {FRONTEND_MIN_LENGTH})")
+    alphabet = len(getattr(spec, "vocab", ()) or ())
     if model.ngram_orders == -1:
         orders = 0
         if model.uses_tokens and model.resolved_head != "tagging":
-            orders = ngram_orders_for(spec.vocab_size, model.ngram_buckets)
+            orders = ngram_orders_for(alphabet, median)
         model = dataclasses.replace(model, ngram_orders=orders)
-        notes.append(f"n-gram bag: orders 1..{orders} hashed into {model.ngram_buckets} rows (vocabulary "
-                     f"of {spec.vocab_size} ids)" if orders else
-                     f"n-gram bag: none (dense input, a tagging head, or a vocabulary of "
-                     f"{spec.vocab_size} ids, where fewer than {MIN_NGRAM_ORDER} orders fit)")
+        if orders:
+            notes.append(f"n-gram bag: orders 1..{orders} ({alphabet} distinct tokens: {alphabet} ** "
+                         f"{orders} >= {NGRAM_SPECIFICITY} x median training length {median})")
+        else:
+            notes.append(f"n-gram bag: none (dense input, a tagging head, or {alphabet} distinct "
+                         f"tokens > {MAX_ALPHABET}: words)")
+    if model.ngram_buckets == -1 and model.uses_ngram_bag:
+        buckets = ngram_buckets_for(alphabet, model.ngram_orders)
+        model = dataclasses.replace(model, ngram_buckets=buckets)
+        notes.append(f"n-gram table: {buckets} rows of {model.ngram_dim} (every n-gram of orders "
+                     f"1..{model.ngram_orders} over {alphabet} tokens, at most {MAX_NGRAM_BUCKETS})")
     return dataclasses.replace(config, model=model), notes

@@ -76,21 +76,33 @@ def test_random_features_for_long_dense_series_only(median, kind, head, expected
     assert rules.resolve(user, spec)[0].model.random_features == 100  # a user's value stands
 
 
-@pytest.mark.parametrize("vocab,head,expected", [
-    (("A", "C", "G", "T", "N"), "auto", 6),  # 7 ids with padding and OOV: 6 ** 6 < 65,536 rows
-    (tuple(f"w{i}" for i in range(30)), "auto", 3),  # 31 ** 3 < 65,536 < 31 ** 4
-    (tuple(f"w{i}" for i in range(20000)), "auto", 0),  # words: no bag
-    (("a", "b"), "tagging", 0)])
-def test_ngram_orders_from_the_vocabulary_for_token_inputs(vocab, head, expected):
-    spec = dataclasses.replace(_spec(50, kind="tokens"), vocab=vocab)
+@pytest.mark.parametrize("vocab,median,head,expected,buckets", [
+    (("A", "C", "G", "T", "N"), 865, "auto", 8, 2 ** 18),  # 5 ** 7 < 86,500 <= 5 ** 8
+    (("A", "C", "G", "T"), 50, "auto", 7, 2 ** 15),  # 4 ** 6 < 5,000 <= 4 ** 7; 21,844 n-grams
+    (tuple("ACDEFGHIKLMNPQRSTVWY"), 400, "auto", 4, 2 ** 18),  # amino acids
+    (("a", "b"), 10 ** 6, "auto", 10, 2 ** 11),  # the longest order allowed
+    (tuple(f"w{i}" for i in range(20000)), 50, "auto", 0, -1),  # words: no bag
+    (("a", "b"), 50, "tagging", 0, -1)])
+def test_ngram_orders_from_the_alphabet_and_the_median_length(vocab, median, head, expected, buckets):
+    spec = dataclasses.replace(_spec(median, kind="tokens"), vocab=vocab)
     model = ModelConfig(head=head, target_kind="tags" if head == "tagging" else "label", input_kind="tokens")
     resolved, notes = rules.resolve(Config(model=model), spec)
-    assert resolved.model.ngram_orders == expected
-    assert notes[-1].startswith("n-gram bag: " + (f"orders 1..{expected}" if expected else "none"))
-    user = Config(model=dataclasses.replace(model, ngram_orders=1))
-    assert rules.resolve(user, spec)[0].model.ngram_orders == 1  # a user's value stands
+    assert (resolved.model.ngram_orders, resolved.model.ngram_buckets) == (expected, buckets)
+    said = [note for note in notes if note.startswith("n-gram bag: ")]
+    assert said and said[0].startswith("n-gram bag: " + (f"orders 1..{expected}" if expected else "none"))
+    if expected:
+        assert len(vocab) ** expected >= rules.NGRAM_SPECIFICITY * median or expected == rules.MAX_NGRAM_ORDER
+        assert expected == rules.MIN_NGRAM_ORDER or len(vocab) ** (expected - 1) < rules.NGRAM_SPECIFICITY * median
+    user = Config(model=dataclasses.replace(model, ngram_orders=1, ngram_buckets=64))
+    assert (rules.resolve(user, spec)[0].model.ngram_orders,
+            rules.resolve(user, spec)[0].model.ngram_buckets) == (1, 64)  # a user's values stand
     dense = rules.resolve(Config(), _spec(50))[0].model
     assert dense.ngram_orders == 0
+
+
+def test_a_bag_without_its_table_size_is_not_buildable():
+    with pytest.raises(ValueError, match="ngram_buckets"):
+        ModelConfig(input_kind="tokens", vocab_size=7, num_classes=2, ngram_orders=3).check_buildable()
 
 
 def _series(path, n, length, seed):
