@@ -34,6 +34,12 @@ AUTO_MAX_EPOCHS = 150
 # too few updates for a small set (in train-split CV on the development suite's small sets,
 # bench/real_data_results.md). The bundled set's 150 epochs x 8 steps already meet it.
 AUTO_MIN_STEPS = 1200
+# early_stopping_patience=-1: stop after a fifth of the planned evaluations (at least 5) without
+# a better hold-out value. On GeneFamilies (train-split CV, 26 planned evaluations) the hold-out
+# loss was best at evaluation 5 and never again within the run's 26; the rest of the budget
+# overfitted (bench/real_data_results.md, round 5). Runs without a hold-out never stop early.
+AUTO_PATIENCE_FRACTION = 0.2
+AUTO_MIN_PATIENCE = 5
 CONFIG_FILE = "config.json"
 
 
@@ -70,7 +76,10 @@ class TrainConfig:
       keep_checkpoint_max: checkpoints kept besides the best one.
       log_step_count_steps: steps between throughput logs and train summaries.
       early_stopping_metric: eval metric that picks the best checkpoint and stops training.
-      early_stopping_patience: evaluations without improvement before stopping (0 = never stop).
+      early_stopping_patience: evaluations without improvement before stopping (0 = never
+        stop); -1 = "auto": a fifth of the run's planned evaluations, at least
+        `AUTO_MIN_PATIENCE` (`trainer.train.patience_for`), so a run that stopped improving on
+        its hold-out ends instead of spending the rest of its budget overfitting.
       early_stopping_min_delta: the least change that counts as an improvement.
       warm_start_from: a checkpoint (file prefix or folder) of another run to initialise the
         model from before training; ignored when the model dir has its own checkpoint.
@@ -112,7 +121,7 @@ class TrainConfig:
     keep_checkpoint_max: int = 3
     log_step_count_steps: int = 50
     early_stopping_metric: str = "loss"
-    early_stopping_patience: int = 0
+    early_stopping_patience: int = -1
     early_stopping_min_delta: float = 0.0
     warm_start_from: str = ""
     warm_start_vars: str = ".*"
@@ -141,6 +150,9 @@ class TrainConfig:
         if self.mixed_precision not in ("", "mixed_float16", "mixed_bfloat16"):
             raise ValueError(f"mixed_precision must be '', mixed_float16 or mixed_bfloat16, "
                              f"got {self.mixed_precision!r}")
+        if self.early_stopping_patience < -1:
+            raise ValueError(f"early_stopping_patience: expected >= 0 or -1 (auto), got "
+                             f"{self.early_stopping_patience}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         from export.formats import check_formats  # the formats' table (imports TensorFlow)

@@ -3,7 +3,7 @@
 The platform sends SIGTERM and kills the process about 30 s later. Python's default is to die at
 once, throwing away every step since the last save. While the training loop runs, `StopSignal`
 replaces that: SIGTERM only records the request; the loop ends the chunk in flight, saves the
-checkpoint it always saves (model, optimizer, data iterators, RNG), logs one line and raises
+checkpoint it always saves (model, optimizer, RNG, step: the step is the data position), logs one line and raises
 `Preempted`, which `python -m trainer.task` turns into exit code 143 (128 + SIGTERM, what a shell
 reports for a process that SIGTERM ended). The same command with the same model dir resumes at
 exactly that step.

@@ -127,6 +127,20 @@ def test_num_epochs_zero_adapts_to_the_number_of_training_sequences():
     assert eval_period(1200, 8) == 8 and eval_period(1200, 1) == 8 and eval_period(90, 3) == 3
 
 
+def test_auto_patience_is_a_fifth_of_the_planned_evaluations():
+    from trainer.config import TrainConfig
+    from trainer.train import patience_for
+
+    assert TrainConfig().early_stopping_patience == -1
+    assert patience_for(TrainConfig(), 26) == 6      # GeneFamilies' CV fold: 26 evaluations
+    assert patience_for(TrainConfig(), 4) == 5       # at least 5: a 4-epoch run never stops early
+    assert patience_for(TrainConfig(), 150) == 30
+    assert patience_for(TrainConfig(early_stopping_patience=0), 150) == 0
+    assert patience_for(TrainConfig(early_stopping_patience=3), 150) == 3
+    with pytest.raises(ValueError, match="early_stopping_patience"):
+        TrainConfig(early_stopping_patience=-2)
+
+
 def test_xla_compiles_a_bounded_set_of_lengths_whatever_the_data():
     from trainer.steps import compiled_length
 

@@ -4,6 +4,7 @@ summaries, metrics.json, the tuning report, warm start."""
 
 import json
 import logging
+import pathlib
 
 import numpy as np
 import pytest
@@ -163,7 +164,43 @@ def test_early_stopping_waits_patience_evaluations_without_min_delta_improvement
     assert again["steps"] == 6 and again["trained_steps_this_run"] == 0  # a stopped run stays stopped
 
 
+def test_auto_patience_stops_a_run_after_a_fifth_of_its_evaluations(tmp_path, data, caplog):
+    # 40 planned evaluations: patience ceil(0.2 x 40) = 8, so the run ends at evaluation 1 + 8.
+    with caplog.at_level(logging.INFO):
+        final = train_and_evaluate(tiny_config(*data, tmp_path / "auto", max_steps=40, eval_every_steps=1,
+                                               early_stopping_min_delta=10.0))
+    assert "early_stopping_patience=auto: stop after 8 evaluations" in caplog.text
+    assert final["stopped_early"] and final["steps"] == 9 and final["best"]["step"] == 1
+    never = train_and_evaluate(tiny_config(*data, tmp_path / "never", max_steps=12, eval_every_steps=1,
+                                           early_stopping_min_delta=10.0, early_stopping_patience=0))
+    assert not never["stopped_early"] and never["steps"] == 12
+
+
 def test_xla_step_trains_like_the_plain_one(tmp_path, data):
     plain = train_and_evaluate(tiny_config(*data, tmp_path / "plain", max_steps=4, jit_compile="off"))
     xla = train_and_evaluate(tiny_config(*data, tmp_path / "xla", max_steps=4, jit_compile="on"))
     assert xla["history"][-1]["loss"] == pytest.approx(plain["history"][-1]["loss"], abs=1e-4)
+
+
+def _checkpoint_bytes(model_dir) -> int:
+    folder = model_dir / "checkpoints"
+    newest = tf.train.latest_checkpoint(str(folder))
+    return sum(p.stat().st_size for p in folder.glob(pathlib.Path(newest).name + ".*"))
+
+
+def test_checkpoints_hold_the_model_not_the_data(tmp_path):
+    # The same model on 45 and on 270 cached training records: the checkpoint does not grow with
+    # the data (an iterator checkpoint carried the cached split and the shuffle buffer).
+    sizes = {}
+    for every in (6, 1):
+        (tmp_path / f"data{every}").mkdir()
+        data = tiny_data(tmp_path / f"data{every}", train_every=every)
+        model_dir = tmp_path / f"model{every}"
+        train_and_evaluate(tiny_config(*data, model_dir, max_steps=3, cache=True))
+        sizes[every] = _checkpoint_bytes(model_dir)
+    newest = tf.train.latest_checkpoint(str(tmp_path / "model1" / "checkpoints"))
+    parameters = sum(int(np.prod(shape)) for name, shape in tf.train.list_variables(newest)
+                     if name.startswith("optimizer/_trainable_variables/"))  # Keras 3 tracks them there
+    assert abs(sizes[1] - sizes[6]) < 4096, sizes
+    # model + two Adam slots, float32, plus a few kilobytes of counters and RNG state
+    assert sizes[1] < 3 * 4 * parameters + 64 * 1024, (sizes, parameters)
