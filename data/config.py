@@ -57,11 +57,13 @@ class DataConfig:
       max_skipped_fraction: the run stops anyway when a split skips a larger share than this.
       shuffle_buffer: records in the training shuffle buffer.
       cache: keep parsed examples in memory after the first epoch, when the split's prepared
-        files make at most `cache_max_mb`. A training iterator checkpoint then holds the
-        cached examples too, so every checkpoint grows by the (parsed) training split.
+        files make at most `cache_max_mb` (memory: about the parsed split). The trainer's
+        checkpoints do not hold data (the step is the data position), so this costs no
+        checkpoint space.
       cache_max_mb: the largest split (prepared gzip files, MB) that `cache` keeps in memory;
         larger splits are read from disk every epoch (logged). 0: no limit.
-      deterministic: keep the tf.data order fixed; needed for exact iterator checkpoints.
+      deterministic: keep the tf.data order fixed; needed for an exact resume (the trainer
+        rebuilds the order and skips to the step).
       num_oov_buckets: hash buckets for out-of-vocabulary tokens (at least 1).
       min_token_count: tokens seen fewer times in the training split are out of vocabulary.
       max_vocab_size: keep at most this many tokens, the most frequent first (0: no cap).

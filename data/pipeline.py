@@ -19,7 +19,8 @@ restore exactly, in a new process too, because nothing here is random except see
 the order is deterministic when `config.deterministic` (see tests/data/test_checkpoint.py;
 `bucket_by_sequence_length` checkpoints fine with the default, non-symbolic checkpointing).
 With `config.cache` (and a split no larger than `config.cache_max_mb`), the checkpoint of a
-training iterator also holds the cached examples.
+training iterator also holds the cached examples, which is why the trainer checkpoints the
+step instead and skips to it (`trainer.train._data_position`).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _fits_cache(files: Sequence[str], cache_max_mb: float) -> bool:
     if size_mb <= cache_max_mb:
         return True
     logging.info("not caching %.1f MB of prepared data in memory (cache_max_mb=%g): every epoch "
-                 "reads it from disk, and iterator checkpoints stay small", size_mb, cache_max_mb)
+                 "reads it from disk", size_mb, cache_max_mb)
     return False
 
 
