@@ -309,8 +309,11 @@ def _run(argv: List[str], level: str = "info") -> int:
         from trainer import tune
 
         return tune.main([arg for arg in argv if arg != DEBUG_FLAG])
+    if not {"-h", "--help"} & set(argv):  # --help stays fast
+        # Before parsing: validating --export-formats reads export/formats.py's table, and that
+        # import brings TensorFlow in; unsilenced, its C++ import lines would reach the console.
+        import_tensorflow(level)
     config = parse_config(argv)
-    import_tensorflow(level)  # after parsing: --help stays fast
     from trainer import distribution
     from trainer.train import train_and_evaluate
 
