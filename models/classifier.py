@@ -170,7 +170,7 @@ class SequenceClassifier(keras.Model):
         steps, lengths = self._input_steps(inputs)
         branches = {}
         if self.ngram_bag is not None:
-            branches["ngram"] = self.ngram_bag(inputs["token_ids"], lengths)
+            branches["ngram"] = self.ngram_bag(inputs["token_ids"], lengths, training=training)
         if self.random_features is not None:
             branches["random"] = self.random_features(steps, lengths)
         if self.frontend is not None:

@@ -37,19 +37,24 @@ def _layer(orders=3, buckets=97, dim=5):
     return layer
 
 
-def test_the_mean_over_real_ngrams_matches_a_plain_python_reference():
+# Both ways the layer computes its mean: gathering rows (serving) and counting rows (training).
+BOTH_PATHS = pytest.mark.parametrize("training", [False, True], ids=["gather", "counts"])
+
+
+@BOTH_PATHS
+def test_the_mean_over_real_ngrams_matches_a_plain_python_reference(training):
     layer = _layer()
     rng = np.random.default_rng(1)
     ids = rng.integers(1, 40, size=(4, 9)).astype(np.int32)
     lengths = np.array([9, 5, 1, 0], np.int32)
-    out = layer(tf.constant(ids), tf.constant(lengths)).numpy()
+    out = layer(tf.constant(ids), tf.constant(lengths), training=training).numpy()
     table = layer.table.numpy()
     for row, (sequence, length) in enumerate(zip(ids, lengths)):
         np.testing.assert_allclose(out[row], _reference(table, sequence, length, 3), atol=1e-5)
     np.testing.assert_array_equal(out[3], 0.0)  # an empty sequence: beta
     # A batch shorter than the longest order (DNA sets hold sequences of 5 tokens; orders go to 6).
     short = _layer(orders=6)
-    out = short(tf.constant(ids[:, :2]), tf.constant([2, 1, 1, 0])).numpy()
+    out = short(tf.constant(ids[:, :2]), tf.constant([2, 1, 1, 0]), training=training).numpy()
     for row, length in enumerate([2, 1, 1, 0]):
         np.testing.assert_allclose(out[row], _reference(short.table.numpy(), ids[row], length, 6), atol=1e-5)
 
@@ -64,19 +69,46 @@ def test_unigrams_get_distinct_rows_and_orders_are_counted_once():
     assert (uni.numpy() >= 0).all() and (bi.numpy() < MAX_BUCKETS).all()  # no int32 overflow
 
 
-def test_padding_garbage_and_batch_company_change_nothing():
+@BOTH_PATHS
+def test_padding_garbage_and_batch_company_change_nothing(training):
     layer = _layer()
     rng = np.random.default_rng(2)
     ids = rng.integers(1, 40, size=(3, 7)).astype(np.int32)
     lengths = np.array([7, 4, 2], np.int32)
-    out = layer(tf.constant(ids), tf.constant(lengths)).numpy()
+    out = layer(tf.constant(ids), tf.constant(lengths), training=training).numpy()
     garbage = np.concatenate([ids, rng.integers(-5, 10 ** 6, size=(3, 6)).astype(np.int32)], axis=1)
     for row, length in enumerate(lengths):
         garbage[row, length:] = rng.integers(-5, 10 ** 6, size=garbage.shape[1] - length)
-    np.testing.assert_allclose(layer(tf.constant(garbage), tf.constant(lengths)).numpy(), out, atol=1e-6)
+    np.testing.assert_allclose(layer(tf.constant(garbage), tf.constant(lengths), training=training).numpy(),
+                               out, atol=1e-6)
     for row, length in enumerate(lengths):
-        alone = layer(tf.constant(ids[row:row + 1, :length]), tf.constant([length])).numpy()
+        alone = layer(tf.constant(ids[row:row + 1, :length]), tf.constant([length]),
+                      training=training).numpy()
         np.testing.assert_allclose(alone[0], out[row], atol=1e-6)
+
+
+def test_training_and_serving_paths_agree_in_value_and_gradient_under_xla():
+    """Training counts rows and multiplies (a dense gradient), serving gathers: a model trained
+    one way and served the other must see the same function, and its table the same gradient."""
+    layer = _layer(orders=4, buckets=257, dim=6)
+    rng = np.random.default_rng(3)
+    ids = tf.constant(rng.integers(1, 6, size=(5, 40)).astype(np.int32))
+    lengths = tf.constant([40, 33, 7, 2, 0], tf.int32)
+    upstream = tf.constant(rng.normal(size=(5, 6)).astype(np.float32))
+
+    def value_and_grad(training):
+        @tf.function(jit_compile=True)
+        def run():
+            with tf.GradientTape() as tape:
+                out = layer(ids, lengths, training=training)
+                loss = tf.reduce_sum(out * upstream)
+            return out, tf.convert_to_tensor(tape.gradient(loss, layer.table))
+        return [t.numpy() for t in run()]
+
+    (served, served_grad), (trained, trained_grad) = value_and_grad(False), value_and_grad(True)
+    np.testing.assert_allclose(trained, served, atol=1e-5)
+    np.testing.assert_allclose(trained_grad, served_grad, atol=1e-5)
+    assert np.abs(trained_grad).max() > 1e-3  # the table does get a gradient
 
 
 def test_bad_sizes_are_refused():
