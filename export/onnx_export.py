@@ -18,6 +18,7 @@ from typing import Dict
 
 import tensorflow as tf
 
+from export.parity import largest_diff
 from export.tflite import write_labels_and_vocab
 
 ONNX_DIR = "onnx"
@@ -50,8 +51,7 @@ def verify_format(context) -> Dict[str, object]:
                           context.options.tflite_tolerance)
     result: Dict[str, object] = {
         "onnx_verified": checked["ok"],
-        "onnx_max_diff": max((d[k] for d in checked["max_diff"].values()
-                              for k in ("logits", "probabilities")), default=0.0),
+        "onnx_max_diff": largest_diff(checked["max_diff"]),
         "onnx_padding_max_diff": checked["padding_max_diff"]}
     for key in ("accuracy", "accuracy_examples", "latency_ms_batch1"):
         if key in checked:

@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from data.spec import ASSETS_DIR, LABELS_FILE, SPEC_FILE, VOCAB_FILE
 from export import formats as formats_lib
+from export.parity import largest_diff
 from export.serving import ServingModule
 from export.warmup import warmup_requests, write_warmup
 from export.weights import weight_arrays, write_weights
@@ -53,6 +54,9 @@ LAYOUTS = ("auto", "versions", "vertex")
 # earlier model in export_dir are replaced (anything else there is left alone).
 EXPORT_ENTRIES = (("saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra",
                    "weights") + tuple(f.folder for f in formats_lib.RUNTIME_FORMATS.values()))
+# Outputs whose SavedModel-vs-model difference is reported as saved_model_max_diff.
+_CHECKED_OUTPUTS = ("logits", "probabilities", "embedding", "predictive_entropy",
+                    "mutual_information")
 # Rows of the second, smaller case (another batch size and length) checked everywhere.
 SMALL_CASE_ROWS = 3
 # Filesystems whose files live in this process's memory: a clean process cannot read them.
@@ -241,13 +245,6 @@ def verify(saved_model_dir: str, cases: Dict[str, np.ndarray], tolerance: float 
     return json.loads(lines[-1])
 
 
-def _max_diff(report: Dict, keys=("logits", "probabilities", "embedding", "predictive_entropy",
-                                  "mutual_information")) -> float:
-    values = [diffs[key] for diffs in report.values() if isinstance(diffs, dict)
-              for key in keys if isinstance(diffs.get(key), float)]
-    return max(values, default=0.0)
-
-
 def _runtime_cases(cases: Dict[str, np.ndarray], accuracy_batches: List[Dict[str, np.ndarray]],
                   input_key: str) -> Dict[str, np.ndarray]:
     tflite_cases = {k: v for k, v in cases.items()
@@ -325,7 +322,7 @@ def export_saved_model(model, spec, head: str, model_dir: str, export_dir: str,
         check = verify(temp_dir, cases, options.tolerance, outputs_path)
         result["verified"] = check["ok"]
         result["checked"] = sorted(check["signatures"])
-        result["saved_model_max_diff"] = _max_diff(check["signatures"])
+        result["saved_model_max_diff"] = largest_diff(check["signatures"], _CHECKED_OUTPUTS)
         result["warmup_replayed"] = sum(check.get("warmup", {}).values())
         cases_path = str(pathlib.Path(scratch) / "runtime_cases.npz")
         if runtime_formats:

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from data.spec import LABELS_FILE, VOCAB_FILE
+from export.parity import largest_diff
 
 TFLITE_DIR = "tflite"
 MODEL_FILE = "model.tflite"
@@ -95,19 +96,16 @@ def write_format(context) -> Dict[str, object]:
 def verify_format(context) -> Dict[str, object]:
     """The `tflite` entry's check: parity, accuracy (float and quantized) and batch-1 latency
     under `ai_edge_litert` in a process without TensorFlow; raises RuntimeError on failure."""
-    import pathlib as _pathlib
-
     folder = tf.io.gfile.join(context.version_dir, TFLITE_DIR)
     local = {}
     names = [MODEL_FILE] + ([QUANTIZED_FILE] if context.options.quantize else [])
     for name in names:  # the checker has no TensorFlow, so no gs://: local copies
-        local[name] = str(_pathlib.Path(context.scratch) / name)
+        local[name] = str(pathlib.Path(context.scratch) / name)
         tf.io.gfile.copy(tf.io.gfile.join(folder, name), local[name], overwrite=True)
     lite = verify_tflite(context.cases_path, context.outputs_path, local[MODEL_FILE],
                          local.get(QUANTIZED_FILE, ""), context.options.tflite_tolerance)
     result: Dict[str, object] = {
-        "tflite_max_diff": max((d[k] for d in lite["max_diff"].values()
-                                for k in ("logits", "probabilities")), default=0.0),
+        "tflite_max_diff": largest_diff(lite["max_diff"]),
         "tflite_verified": lite["ok"]}
     for key in ("accuracy_float", "accuracy_quantized", "accuracy_examples",
                 "quantized_max_probability_diff", "latency_ms_batch1"):

@@ -38,3 +38,13 @@ def test_a_format_whose_package_is_missing_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(formats.RUNTIME_FORMATS, "onnx", missing)
     with pytest.raises(ValueError, match=r"needs the no_such_package_xyz package: pip install"):
         ExportOptions(formats=("saved_model", "onnx"))
+
+
+def test_largest_diff_reads_only_the_named_outputs_of_each_signature():
+    from export.parity import largest_diff
+
+    report = {"serving_default": {"logits": 2e-6, "probabilities": 5e-7, "classes": 3.0},
+              "text": {"logits": 4e-6}, "ok": True, "skipped": "uncertainty"}
+    assert largest_diff(report) == 4e-6
+    assert largest_diff(report, ("classes",)) == 3.0
+    assert largest_diff({}) == 0.0
