@@ -47,8 +47,11 @@ def example_hashes(values: tf.Tensor, lengths: tf.Tensor, base_seed: int) -> tf.
       base_seed: Python int, mixed in so that another seed gives other masks.
     """
     if values.dtype.is_floating:
-        # The exact float32 bits (+ 0.0 makes -0.0 and 0.0 one value, as they are to the model).
-        values = tf.bitcast(tf.cast(values, tf.float32) + 0.0, tf.int32)
+        # The exact float32 bits, with -0.0 made 0.0 (one value to the model). By `where`, not
+        # `+ 0.0`: grappler folds x + 0 to x inside functions (tf.function, a SavedModel in a TF1
+        # session or TF Serving), and a sequence holding a -0.0 then got other MC masks there.
+        values = tf.cast(values, tf.float32)
+        values = tf.bitcast(tf.where(tf.equal(values, 0.0), tf.zeros_like(values), values), tf.int32)
     steps = tf.strings.as_string(values)
     if steps.shape.rank == 3:
         steps = tf.strings.reduce_join(steps, axis=2, separator=",")  # [B, T]

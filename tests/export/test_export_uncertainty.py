@@ -153,3 +153,32 @@ def test_per_step_and_per_label_shapes(head, target):
     else:
         assert out["probabilities"].shape == out["mutual_information"].shape == (3, 3)
         assert np.all(out["mutual_information"].numpy() >= 0.0)
+
+
+def test_minus_zero_hashes_as_zero_in_a_tf1_session_too(tmp_path):
+    """A feature of -0.0 is 0.0 to the model, so it must be to the MC seeds: in a SavedModel
+    loaded into a TF1 session (as TF Serving runs it), grappler removed the `+ 0.0` that made
+    them one value, every sequence holding a -0.0 got other dropout masks than in TF2, and the
+    export's session check failed (seen on rounded JSON data: -0.0 after rounding)."""
+    from export.uncertainty import example_hashes
+
+    class Hasher(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 2], tf.float32),
+                                      tf.TensorSpec([None], tf.int32)])
+        def __call__(self, values, lengths):
+            return {"hashes": example_hashes(values, lengths, 7)}
+
+    module = Hasher()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.__call__})
+    values = np.array([[[-0.0, 1.5], [2.0, -0.0]], [[0.0, 1.5], [2.0, 0.0]]], np.float32)
+    lengths = np.array([2, 2], np.int32)
+    eager = module(tf.constant(values), tf.constant(lengths))["hashes"].numpy()
+    assert eager[0] == eager[1]
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as graph, v1.Session(graph=graph) as session:
+        signature = v1.saved_model.loader.load(session, ["serve"], str(tmp_path)).signature_def[
+            "serving_default"]
+        hashes = session.run(signature.outputs["hashes"].name,
+                             {signature.inputs["values"].name: values,
+                              signature.inputs["lengths"].name: lengths})
+    np.testing.assert_array_equal(hashes, eager)
