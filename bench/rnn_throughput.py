@@ -13,6 +13,18 @@ trained by `models.build_model` + `trainer.optimization.make_optimizer` + the tr
 are not timed. Sequences and seconds come from the loop's own stats. The Keras peers train on
 the same arrays, padded to 200.
 
+The "CLI" row is `python -m trainer.task` itself on the same file and the same pinned model,
+timed from outside as a marginal rate: two runs of CLI_STEPS optimizer steps, (sequences of the
+longer - of the shorter) / (wall seconds of the longer - of the shorter), so start-up,
+preparation, compiles and the final test evaluation cancel and what remains is training with
+everything the CLI does between chunks (a checkpoint and summaries at every epoch, progress).
+It also prints the size of one checkpoint against the model and optimizer variables it holds.
+
+The "inference" lines take the export of a one-step CLI run of the same model (SavedModel +
+TFLite, both verified as a user's export is) and time `serving_default` in each runtime, batch 1 (one
+sequence at its own length) and batch 64 (padded to the longest of the 64): median of
+INFERENCE_RUNS calls after warm-up, each runtime with its default threads.
+
     python bench/rnn_throughput.py            # full run (a few minutes on 2 cores)
     python bench/rnn_throughput.py --quick    # 1024 sequences
     python bench/rnn_throughput.py --no-bucketing --no-jit   # ablations of the product path
@@ -22,6 +34,7 @@ the same arrays, padded to 200.
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -171,6 +184,119 @@ def bench_product(data, epochs, bucketing, jit, workdir):
     return sequences / seconds, loss, other_cpu, details
 
 
+# Optimizer steps of the two timed CLI runs (their difference is the marginal rate's).
+CLI_STEPS = (160, 480)
+
+
+def cli_flags(jit, bucketing):
+    """`python -m trainer.task` flags for the pinned workload model (as bench_product's)."""
+    return ["--cell", "lstm", "--hidden-units", str(UNITS), "--num-layers", "1", "--no-bidirectional",
+            "--pooling", "last", "--input-keep-prob", str(KEEP), "--state-keep-prob", str(KEEP),
+            "--output-keep-prob", str(KEEP), "--variational-recurrent", "--no-mask-per-example",
+            "--update-keep-prob", "1.0", "--label-smoothing", "0", "--class-weighting", "none",
+            "--conv-layers", "0", "--conv-stride", "1", "--sequence-norm", "off",
+            "--random-features", "0", "--batch-size", str(BATCH), "--eval-fraction", "0",
+            "--bucketing" if bucketing else "--no-bucketing", "--jit-compile", "on" if jit else "off",
+            "--seed", str(SEED), "--export-formats", "", "--verbosity", "warning"]
+
+
+def checkpoint_sizes(model_dir):
+    """(bytes of the newest checkpoint in <model_dir>/checkpoints, bytes of the float variables
+    it holds: model, optimizer slots, RNG and counters at their dtypes' sizes)."""
+    folder = os.path.join(model_dir, "checkpoints")
+    newest = tf.train.latest_checkpoint(folder)
+    if not newest:
+        return 0, 0
+    prefix = os.path.basename(newest)
+    size = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder)
+               if name.startswith(prefix + "."))
+    reader = tf.train.load_checkpoint(newest)
+    dtypes = reader.get_variable_to_dtype_map()
+    held = sum(int(np.prod(shape)) * dtypes[name].size
+               for name, shape in reader.get_variable_to_shape_map().items()
+               if dtypes[name] != tf.string)
+    return size, held
+
+
+def bench_cli(train_file, test_file, jit, bucketing, workdir, cli_steps=CLI_STEPS):
+    """Marginal seq/s of `python -m trainer.task` between runs of `cli_steps` steps.
+
+    Returns (seq/s, other processes' cores while timed, details dict)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    seconds, model_dir = {}, ""
+    meter = CpuMeter()
+    for steps in cli_steps:
+        model_dir = os.path.join(workdir, f"cli_{steps}")
+        command = [sys.executable, "-m", "trainer.task", "--train-data", train_file,
+                   "--test-data", test_file, "--model-dir", model_dir, "--max-steps", str(steps),
+                   *cli_flags(jit, bucketing)]
+        start = time.perf_counter()
+        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+        seconds[steps] = time.perf_counter() - start
+        if result.returncode:
+            raise RuntimeError(f"CLI run failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    other_cpu = meter.others()
+    short, long = cli_steps
+    speed = (long - short) * BATCH / (seconds[long] - seconds[short])
+    checkpoint_bytes, variable_bytes = checkpoint_sizes(model_dir)
+    saves = len([name for name in os.listdir(os.path.join(model_dir, "checkpoints"))
+                 if name.endswith(".index")])
+    return speed, other_cpu, {"steps": cli_steps, "seconds": seconds, "checkpoint_bytes": checkpoint_bytes,
+                              "variable_bytes": variable_bytes, "checkpoints_kept": saves}
+
+
+INFERENCE_RUNS = 50
+
+
+def _median_ms(call, inputs, runs=INFERENCE_RUNS):
+    for _ in range(5):
+        call(inputs)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call(inputs)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times))
+
+
+def bench_inference(train_file, test_file, data, jit, bucketing, workdir):
+    """{(runtime, batch): median ms} for `serving_default` of a CLI export of the pinned model:
+    runtime "saved_model" (tf.saved_model.load) or "tflite" (ai_edge_litert), batch 1 or 64.
+
+    The export comes from a one-step `python -m trainer.task` run with the default formats
+    (the same graph as a trained model's, verified as every export is)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    model_dir = os.path.join(workdir, "cli_export")
+    flags = cli_flags(jit, bucketing)
+    flags[flags.index("--export-formats") + 1] = "saved_model,tflite"
+    result = subprocess.run([sys.executable, "-m", "trainer.task", "--train-data", train_file,
+                             "--test-data", test_file, "--model-dir", model_dir, "--max-steps", "1",
+                             *flags], cwd=root, env=env, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"export run failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    export_root = os.path.join(model_dir, "export")
+    version = os.path.join(export_root, max(os.listdir(export_root)))
+    exported = {"saved_model": version, "tflite": os.path.join(version, "tflite", "model.tflite")}
+    x, lengths, _ = data
+    cases = {}
+    for batch in (1, 64):
+        longest = int(lengths[:batch].max())
+        cases[batch] = {"features": x[:batch, :longest].astype(np.float32),
+                        "lengths": lengths[:batch].astype(np.int32)}
+    serving = tf.saved_model.load(exported["saved_model"]).signatures["serving_default"]
+    timings = {}
+    for batch, inputs in cases.items():
+        tensors = {name: tf.constant(value) for name, value in inputs.items()}
+        timings[("saved_model", batch)] = _median_ms(lambda t: serving(**t), tensors)
+        runner = Interpreter(model_path=exported["tflite"]).get_signature_runner("serving_default")
+        timings[("tflite", batch)] = _median_ms(lambda t: runner(**t), inputs)
+    return timings
+
+
 def _batch_shapes(prepared, spec, data_config, seed, steps_per_epoch, epochs, jit):
     """The [batch, time] shapes the gradient function meets in the warm-up and timed epochs,
     read from a second, identical pipeline (deterministic order). Under XLA time is padded to a
@@ -295,8 +421,9 @@ class CpuMeter:
         except (OSError, ValueError):
             return None
         busy = sum(fields[:8]) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # not idle/iowait
-        own = os.times()
-        return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.perf_counter()
+        own = os.times()  # with finished children: the CLI row's runs are this bench's own
+        return (busy / os.sysconf("SC_CLK_TCK"),
+                own.user + own.system + own.children_user + own.children_system, time.perf_counter())
 
     def resume(self):
         self._start = self._read()
@@ -313,7 +440,10 @@ class CpuMeter:
         return self.other / self.wall if self.wall > 0 else None
 
 
-TARGETS = (("Keras dropout", 4.0), ("Keras no dropout", 1.5))
+# Issue 13's targets, as ratios measured in one run: the trainer path against each Keras peer.
+TARGETS = (("Keras dropout", 5.5), ("Keras no dropout", 1.5))
+# The CLI's marginal rate against the bare trainer loop's (checkpoints, summaries and all).
+CLI_TARGET = 0.9
 
 
 def main(argv=None):
@@ -324,6 +454,12 @@ def main(argv=None):
     parser.add_argument("--no-bucketing", action="store_true")
     parser.add_argument("--no-jit", action="store_true")
     parser.add_argument("--skip-keras", action="store_true")
+    parser.add_argument("--skip-cli", action="store_true",
+                        help="leave out the python -m trainer.task row")
+    parser.add_argument("--skip-inference", action="store_true",
+                        help="leave out the SavedModel / TFLite latencies (they need the CLI row)")
+    parser.add_argument("--cli-steps", default=",".join(map(str, CLI_STEPS)),
+                        help="optimizer steps of the two CLI runs, shorter first")
     parser.add_argument("--hand-step", action="store_true",
                         help="also time the old hand-written encoder train step")
     args = parser.parse_args(argv)
@@ -337,9 +473,21 @@ def main(argv=None):
         rows.append((label, speed, loss, other_cpu))
         print(f"{label:62s} {speed:8.1f} seq/s", flush=True)
 
+    cli, cli_speed, inference = None, 0.0, {}
     with tempfile.TemporaryDirectory(prefix="rnn_throughput_") as workdir:
         speed, loss, other_cpu, details = bench_product(data, args.epochs, bucketing, jit, workdir)
-    add(f"seqtrain trainer path (bucketing={bucketing}, jit={jit})", speed, loss, other_cpu)
+        add(f"seqtrain trainer path (bucketing={bucketing}, jit={jit})", speed, loss, other_cpu)
+        if not args.skip_cli:
+            test_file = os.path.join(workdir, "test.jsonl")
+            write_jsonl(test_file, tuple(part[:256] for part in data))
+            cli_steps = tuple(int(v) for v in args.cli_steps.split(","))
+            cli_speed, cli_other, cli = bench_cli(os.path.join(workdir, "train.jsonl"), test_file,
+                                                  jit, bucketing, workdir, cli_steps)
+            add(f"  python -m trainer.task, marginal {cli_steps[0]}->{cli_steps[1]} steps",
+                cli_speed, float("nan"), cli_other)
+            if not args.skip_inference:
+                inference = bench_inference(os.path.join(workdir, "train.jsonl"), test_file, data,
+                                            jit, bucketing, workdir)
     if args.hand_step:
         add(f"  hand-written encoder step (bucketing={bucketing}, jit={jit})",
             *bench_hand_step(data, args.epochs, bucketing, jit))
@@ -362,10 +510,17 @@ def main(argv=None):
     print(f"  batch shapes in warm-up {details['shapes']['warmup']}; new in timed epochs "
           f"{details['shapes']['timed_new'] or 'none'}; jit_compile=auto would pick "
           f"{'on' if details['auto_jit'] else 'off'} for a {details['total_steps']}-step run")
+    if cli:
+        short, long = cli["steps"]
+        print(f"  CLI runs: {short} steps {cli['seconds'][short]:.1f} s, {long} steps "
+              f"{cli['seconds'][long]:.1f} s; one checkpoint "
+              f"{cli['checkpoint_bytes'] / 1e6:.2f} MB for {cli['variable_bytes'] / 1e6:.2f} MB of "
+              f"variables (model, optimizer slots, RNG, counters; {cli['checkpoints_kept']} kept)")
     print(f"\n{'model':62s} {'seq/s':>8s} {'train loss':>10s} {'others CPU':>10s}")
     for label, speed, loss, other_cpu in rows:
         others = "n/a" if other_cpu is None else f"{other_cpu:.2f}"
-        print(f"{label:62s} {speed:8.1f} {loss:10.4f} {others:>10s}")
+        shown = "n/a" if loss != loss else f"{loss:.4f}"  # the CLI row reports no loss
+        print(f"{label:62s} {speed:8.1f} {shown:>10s} {others:>10s}")
     if keras_rows:
         ours = rows[0][1]
         print()
@@ -373,6 +528,17 @@ def main(argv=None):
             ratio = ours / peer
             print(f"ratio vs {name + ':':18s} {ratio:5.2f}x (target >= {target}) "
                   f"{'MET' if ratio >= target else 'NOT MET'}")
+    if cli:
+        ratio = cli_speed / rows[0][1]
+        print(f"ratio CLI / trainer loop: {ratio:5.2f}x (target >= {CLI_TARGET}) "
+              f"{'MET' if ratio >= CLI_TARGET else 'NOT MET'}")
+    if inference:
+        print()
+        for batch in (1, 64):
+            saved, lite = inference[("saved_model", batch)], inference[("tflite", batch)]
+            print(f"inference batch {batch:2d}: SavedModel {saved:8.3f} ms, TFLite {lite:8.3f} ms"
+                  + (f" (TFLite / SavedModel {lite / saved:.2f}; target <= 1.0 "
+                     f"{'MET' if lite <= saved else 'NOT MET'})" if batch == 1 else ""))
     print("others CPU: cores used by other processes while the row was timed (0 = quiet machine)")
     print(f"\ntotal wall time {time.perf_counter() - wall:.0f} s")
     return rows
