@@ -170,7 +170,7 @@ def weight_arrays(model) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
         "forget_bias": config.forget_bias,
         "forget_bias_in_bias": config.cell == "lstm",
         "input_kind": "tokens" if config.uses_tokens else "features",
-        "pooling": config.pooling, "head": config.resolved_head,
+        "pooling": config.resolved_pooling, "head": config.resolved_head,
         "sequence_norm": config.uses_sequence_norm,
         "frontend": frontend, "frontend_branch": model.branch_pooling is not None,
         "random_features": random_features,

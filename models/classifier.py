@@ -78,7 +78,7 @@ class SequenceClassifier(keras.Model):
         # Pooling and head compute in float32 whatever the global dtype policy: under mixed
         # precision only the embedding and the encoder (nearly all the work) run in float16 /
         # bfloat16, and logits, attention softmax and means keep float32's range and precision.
-        self.pooling = make_pooling(config.pooling, name="pooling", dtype="float32")
+        self.pooling = make_pooling(config.resolved_pooling, name="pooling", dtype="float32")
         self.branch_pooling = (make_pooling("mean", name="branch_pooling", dtype="float32")
                                if self.frontend is not None and config.conv_branch else None)
         # MiniROCKET-style features of the (normalised) input steps, beside the recurrence.
@@ -183,7 +183,7 @@ class SequenceClassifier(keras.Model):
     @property
     def _needs_sequences(self) -> bool:
         """Whether anything downstream reads per-step outputs (only "last" pooling does not)."""
-        return self.head_name == "tagging" or self.model_config.pooling != "last"
+        return self.head_name == "tagging" or self.model_config.resolved_pooling != "last"
 
     def _pool(self, outputs, final, lengths, branches):
         """float32 [B, H']: the pooling of the encoder's outputs, then with `conv_branch` the
@@ -201,7 +201,7 @@ class SequenceClassifier(keras.Model):
     def embed(self, inputs, training=False, seed=None):
         """float32 [B, H']: the pooled representation the sequence-level heads read."""
         outputs, final, lengths, branches = self._encode(
-            inputs, training, seed, return_sequences=self.model_config.pooling != "last")
+            inputs, training, seed, return_sequences=self.model_config.resolved_pooling != "last")
         return self._pool(outputs, final, lengths, branches)
 
     def call(self, inputs, training=False, seed=None):

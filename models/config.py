@@ -51,7 +51,8 @@ class ModelConfig:
       hidden_units: units per direction per layer.
       num_layers: stacked recurrent layers.
       bidirectional: run a backward twin of every layer and concatenate.
-      pooling: how per-step outputs become one vector: last | mean | max | attention.
+      pooling: how per-step outputs become one vector: last | mean | max | attention, or
+        "auto", decided by the trainer from the data (`trainer/rules.py`), built as "mean".
       head: auto | multiclass | binary | multilabel | tagging. "auto" picks from `target_kind`:
         label -> multiclass (binary, one logit, when there are exactly 2 classes),
         labels -> multilabel, tags -> tagging.
@@ -112,7 +113,7 @@ class ModelConfig:
     hidden_units: int = 64
     num_layers: int = 1
     bidirectional: bool = True
-    pooling: str = "mean"
+    pooling: str = "auto"
     head: str = "auto"
     embedding_dim: int = 64
     input_keep_prob: float = 0.9
@@ -153,7 +154,7 @@ class ModelConfig:
             value = getattr(self, name)
             object.__setattr__(self, name, tuple(kind(v) for v in value))
         self._check_choice("cell", CELLS)
-        self._check_choice("pooling", POOLING_NAMES)
+        self._check_choice("pooling", POOLING_NAMES + ("auto",))
         self._check_choice("head", HEAD_NAMES)
         self._check_choice("class_weighting", CLASS_WEIGHTINGS)
         self._check_choice("input_kind", INPUT_KINDS)
@@ -231,6 +232,11 @@ class ModelConfig:
         if self.target_kind == "label":
             return "binary" if self.num_classes == 2 else "multiclass"
         return {"labels": "multilabel", "tags": "tagging"}[self.target_kind]
+
+    @property
+    def resolved_pooling(self) -> str:
+        """The pooling actually built: `pooling`, or "mean" while "auto" is unresolved."""
+        return "mean" if self.pooling == "auto" else self.pooling
 
     @property
     def conv_strides(self) -> Tuple[int, ...]:

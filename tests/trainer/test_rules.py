@@ -40,8 +40,9 @@ def test_resolve_fills_every_auto_field_and_says_why():
     assert (model.conv_layers, model.conv_stride, model.sequence_norm) == (2, 16, "off")
     assert model.conv_strides == (4, 4)
     assert (model.random_features, model.reference_length) == (4000, 0)  # the spec fills the latter
-    assert len(notes) == 3 and all("median training length 1460" in note for note in notes[:2])
-    assert model.ngram_orders == 0 and notes[2].startswith("n-gram bag: none")
+    assert len(notes) == 4 and all("median training length 1460" in note for note in notes[:2])
+    assert model.pooling == "mean" and notes[2].startswith("pooling: mean")
+    assert model.ngram_orders == 0 and notes[3].startswith("n-gram bag: none")
     tokens = rules.resolve(Config(), _spec(865, kind="tokens"))[0].model
     assert (tokens.conv_layers, tokens.conv_stride) == (2, 8)
     short = rules.resolve(Config(), _spec(15, feature_dim=12))[0].model
@@ -77,9 +78,9 @@ def test_random_features_for_long_dense_series_only(median, kind, head, expected
 
 
 @pytest.mark.parametrize("vocab,median,head,expected,buckets", [
-    (("A", "C", "G", "T", "N"), 865, "auto", 8, 2 ** 18),  # 5 ** 7 < 86,500 <= 5 ** 8
+    (("A", "C", "G", "T", "N"), 865, "auto", 8, 2 ** 16),  # 5 ** 7 < 86,500 <= 5 ** 8
     (("A", "C", "G", "T"), 50, "auto", 7, 2 ** 15),  # 4 ** 6 < 5,000 <= 4 ** 7; 21,844 n-grams
-    (tuple("ACDEFGHIKLMNPQRSTVWY"), 400, "auto", 4, 2 ** 18),  # amino acids
+    (tuple("ACDEFGHIKLMNPQRSTVWY"), 400, "auto", 4, 2 ** 16),  # amino acids
     (("a", "b"), 10 ** 6, "auto", 10, 2 ** 11),  # the longest order allowed
     (tuple(f"w{i}" for i in range(20000)), 50, "auto", 0, -1),  # words: no bag
     (("a", "b"), 50, "tagging", 0, -1)])
@@ -98,6 +99,24 @@ def test_ngram_orders_from_the_alphabet_and_the_median_length(vocab, median, hea
             rules.resolve(user, spec)[0].model.ngram_buckets) == (1, 64)  # a user's values stand
     dense = rules.resolve(Config(), _spec(50))[0].model
     assert dense.ngram_orders == 0
+
+
+@pytest.mark.parametrize("kind,alphabet,head,expected", [
+    ("tokens", 20000, "auto", "max"),  # words: one word can carry the class
+    ("tokens", 33, "auto", "max"),
+    ("tokens", 32, "auto", "mean"),  # characters, amino acids, nucleotides
+    ("tokens", 20000, "tagging", "mean"),
+    ("features", 0, "auto", "mean")])
+def test_pooling_is_max_for_word_vocabularies_only(kind, alphabet, head, expected):
+    spec = dataclasses.replace(_spec(12, kind=kind), vocab=tuple(f"w{i}" for i in range(alphabet)))
+    model = ModelConfig(head=head, target_kind="tags" if head == "tagging" else "label",
+                        input_kind=kind)
+    resolved, notes = rules.resolve(Config(model=model), spec)
+    assert resolved.model.pooling == expected
+    assert any(note.startswith(f"pooling: {expected}") for note in notes)
+    user = Config(model=dataclasses.replace(model, pooling="last"))
+    assert rules.resolve(user, spec)[0].model.pooling == "last"  # a user's value stands
+    assert ModelConfig().resolved_pooling == "mean"  # built unresolved: the mean
 
 
 def test_a_bag_without_its_table_size_is_not_buildable():
