@@ -133,7 +133,8 @@ def test_auto_patience_is_a_fifth_of_the_planned_evaluations():
 
     assert TrainConfig().early_stopping_patience == -1
     assert patience_for(TrainConfig(), 26) == 6      # GeneFamilies' CV fold: 26 evaluations
-    assert patience_for(TrainConfig(), 4) == 5       # at least 5: a 4-epoch run never stops early
+    assert patience_for(TrainConfig(), 13) == 3      # GeneFamilies' test runs: 13 evaluations
+    assert patience_for(TrainConfig(), 4) == 3       # at least 3
     assert patience_for(TrainConfig(), 150) == 30
     assert patience_for(TrainConfig(early_stopping_patience=0), 150) == 0
     assert patience_for(TrainConfig(early_stopping_patience=3), 150) == 3
