@@ -218,24 +218,29 @@ def checkpoint_sizes(model_dir):
     return size, held
 
 
+def run_cli(train_file, test_file, model_dir, steps, flags):
+    """Runs `python -m trainer.task` on the workload from the repository root; wall seconds.
+    Raises RuntimeError with the end of its stderr when it fails."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    command = [sys.executable, "-m", "trainer.task", "--train-data", train_file,
+               "--test-data", test_file, "--model-dir", model_dir, "--max-steps", str(steps), *flags]
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"CLI run failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
 def bench_cli(train_file, test_file, jit, bucketing, workdir, cli_steps=CLI_STEPS):
     """Marginal seq/s of `python -m trainer.task` between runs of `cli_steps` steps.
 
     Returns (seq/s, other processes' cores while timed, details dict)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     seconds, model_dir = {}, ""
     meter = CpuMeter()
     for steps in cli_steps:
         model_dir = os.path.join(workdir, f"cli_{steps}")
-        command = [sys.executable, "-m", "trainer.task", "--train-data", train_file,
-                   "--test-data", test_file, "--model-dir", model_dir, "--max-steps", str(steps),
-                   *cli_flags(jit, bucketing)]
-        start = time.perf_counter()
-        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-        seconds[steps] = time.perf_counter() - start
-        if result.returncode:
-            raise RuntimeError(f"CLI run failed ({result.returncode}):\n{result.stderr[-3000:]}")
+        seconds[steps] = run_cli(train_file, test_file, model_dir, steps, cli_flags(jit, bucketing))
     other_cpu = meter.others()
     short, long = cli_steps
     speed = (long - short) * BATCH / (seconds[long] - seconds[short])
@@ -268,16 +273,10 @@ def bench_inference(train_file, test_file, data, jit, bucketing, workdir):
     (the same graph as a trained model's, verified as every export is)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     model_dir = os.path.join(workdir, "cli_export")
     flags = cli_flags(jit, bucketing)
     flags[flags.index("--export-formats") + 1] = "saved_model,tflite"
-    result = subprocess.run([sys.executable, "-m", "trainer.task", "--train-data", train_file,
-                             "--test-data", test_file, "--model-dir", model_dir, "--max-steps", "1",
-                             *flags], cwd=root, env=env, capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"export run failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    run_cli(train_file, test_file, model_dir, 1, flags)
     export_root = os.path.join(model_dir, "export")
     version = os.path.join(export_root, max(os.listdir(export_root)))
     exported = {"saved_model": version, "tflite": os.path.join(version, "tflite", "model.tflite")}
