@@ -7,6 +7,8 @@ import os
 import pathlib
 import sys
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
@@ -23,7 +25,7 @@ def _load_bench():
 
 def test_quick_run_prints_ratios(capsys):
     bench = _load_bench()
-    rows = bench.main(["--quick", "--sequences", "128", "--no-jit", "--cli-steps", "2,6"])
+    rows = bench.main(["--quick", "--sequences", "128", "--no-jit", "--cli-steps", "2,16"])
     out = capsys.readouterr().out
     assert [label.split(" (")[0].split(",")[0] for label, _, _, _ in rows] == [
         "seqtrain trainer path", "  python -m trainer.task",
@@ -42,8 +44,19 @@ def test_checkpoint_size_is_the_variables_it_holds(tmp_path):
     data = bench.make_data(96)
     train = tmp_path / "train.jsonl"
     bench.write_jsonl(str(train), data)
-    speed, _, cli = bench.bench_cli(str(train), str(train), False, True, str(tmp_path), (2, 4))
-    assert speed > 0 and cli["checkpoints_kept"] >= 1
+    model_dir = str(tmp_path / "model")
+    bench.run_cli(str(train), str(train), model_dir, 4, bench.cli_flags(False, True))
+    checkpoint_bytes, variable_bytes = bench.checkpoint_sizes(model_dir)
     # LSTM 128 over 32 features + a 5-class head, times 3 (weights and two Adam slots), float32.
-    assert cli["variable_bytes"] > 3 * 4 * (4 * 128 * (32 + 128 + 1))
-    assert cli["variable_bytes"] <= cli["checkpoint_bytes"] <= cli["variable_bytes"] + 64 * 1024
+    assert variable_bytes > 3 * 4 * (4 * 128 * (32 + 128 + 1))
+    assert variable_bytes <= checkpoint_bytes <= variable_bytes + 64 * 1024
+
+
+def test_cli_rate_refuses_runs_too_close_to_time(tmp_path, monkeypatch):
+    """A longer run that finished no later than the shorter one gives no rate, not a negative
+    or infinite one."""
+    bench = _load_bench()
+    monkeypatch.setattr(bench, "warm_up_imports", lambda: None)
+    monkeypatch.setattr(bench, "run_cli", lambda *args: 15.0)
+    with pytest.raises(RuntimeError, match="too few steps apart"):
+        bench.bench_cli("train", "test", False, True, str(tmp_path), (2, 6))
