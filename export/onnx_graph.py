@@ -33,10 +33,6 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17  # LayerNormalization; supported by onnxruntime and onnxruntime-web
-# ONNX's gate order per cell, in the manifest's gate names (ONNX LSTM: i o f c; GRU: z r h with
-# z our update gate u and h our candidate c).
-ONNX_GATES = {"lstm": ("i", "o", "f", "c"), "gru": ("u", "r", "c"), "rnn": ("h",)}
-ONNX_OPS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 PRODUCER = "seqtrain"
 
 
@@ -210,9 +206,8 @@ def _frontend(b: _Builder, arrays, layers, steps: str, time: str, lengths: str):
     return steps, time, lengths, mask
 
 
-def _recurrent_weights(arrays, cell: str, prefix: str):
-    """(W [G*H, D], R [G*H, H], B [2*G*H]) of one direction in ONNX's gate order."""
-    gates = ONNX_GATES[cell]
+def _recurrent_weights(arrays, gates, prefix: str):
+    """(W [G*H, D], R [G*H, H], B [2*G*H]) of one direction, `gates` in ONNX's order."""
     kernel = np.concatenate([arrays[f"{prefix}/{g}/kernel"].T for g in gates], axis=0)
     recurrent = np.concatenate([arrays[f"{prefix}/{g}/recurrent_kernel"].T for g in gates], axis=0)
     bias = np.concatenate([arrays[f"{prefix}/{g}/bias"] for g in gates])
@@ -221,7 +216,7 @@ def _recurrent_weights(arrays, cell: str, prefix: str):
 
 def _encoder(b: _Builder, arrays, manifest, steps: str, lengths: str, mask: str):
     """(outputs [B, T, H*dirs] zeros past each length, final [B, H*dirs]) of the stack."""
-    cell, units = manifest["cell"], int(manifest["units"])
+    cell, units, onnx_form = manifest["cell"], int(manifest["units"]), manifest["onnx"]
     directions = 2 if manifest["bidirectional"] else 1
     by_layer: Dict[int, List[dict]] = {}
     for layer in manifest["layers"]:
@@ -233,17 +228,22 @@ def _encoder(b: _Builder, arrays, manifest, steps: str, lengths: str, mask: str)
     final = None
     for index in sorted(by_layer):
         rows = sorted(by_layer[index], key=lambda layer: layer["direction"] != "forward")
-        weights = [_recurrent_weights(arrays, cell, row["prefix"]) for row in rows]
+        weights = [_recurrent_weights(arrays, onnx_form["gates"], row["prefix"]) for row in rows]
         stacked = [b.const(np.stack(parts).astype(np.float32), hint=f"{cell}_{name}")
                    for parts, name in zip(zip(*weights), ("W", "R", "B"))]
-        attributes = {"hidden_size": units,
-                      "direction": "bidirectional" if directions == 2 else "forward"}
-        if cell == "gru":
-            attributes["linear_before_reset"] = 0
-        if cell == "rnn":
-            attributes["activations"] = ["Tanh"] * directions
+        optional = []  # after sequence_lens: initial_h, initial_c (none), then P
+        if onnx_form.get("peepholes"):
+            peepholes = np.stack([np.concatenate([arrays[f"{row['prefix']}/{g}/peephole"]
+                                                  for g in onnx_form["peepholes"]]) for row in rows])
+            optional = ["", "", b.const(peepholes.astype(np.float32), hint=f"{cell}_P")]
+        # A list-valued attribute (activations) is given once per direction.
+        attributes = {name: value * directions if isinstance(value, list) else value
+                      for name, value in onnx_form["attributes"].items()}
+        attributes.update(hidden_size=units,
+                          direction="bidirectional" if directions == 2 else "forward")
         sequence = b.op("Transpose", steps, perm=[1, 0, 2])  # [T, B, D]
-        y, y_h = b.op(ONNX_OPS[cell], sequence, *stacked, run_lengths, outputs=2, **attributes)
+        y, y_h = b.op(onnx_form["operator"], sequence, *stacked, run_lengths, *optional, outputs=2,
+                      **attributes)
         # Y [T, dirs, B, H] -> [B, T, dirs * H] (forward then backward, as the encoder concatenates).
         steps = b.op("Reshape", b.op("Transpose", y, perm=[2, 0, 1, 3]), b.ints(0, 0, -1))
         steps = b.where_mask(mask3, steps)
@@ -278,10 +278,10 @@ def _pool(b: _Builder, arrays, pooling: str, outputs: str, final: str, lengths: 
 
 def check_supported(manifest) -> None:
     """Raises `UnsupportedForOnnx` when the manifest's model cannot be written as ONNX."""
-    if manifest["cell"] not in ONNX_OPS:
+    if not manifest.get("onnx"):
         raise UnsupportedForOnnx(
-            f"cell {manifest['cell']!r}: ONNX's LSTM/GRU/RNN operators have no per-gate layer "
-            f"normalisation; the SavedModel and TFLite exports serve it")
+            f"cell {manifest['cell']!r} has no ONNX recurrent operator (ONNX's LSTM/GRU/RNN: "
+            f"no per-gate layer normalisation, for one); the SavedModel and TFLite exports serve it")
     if manifest["pooling"] not in ("last", "mean", "max", "attention"):
         raise UnsupportedForOnnx(f"pooling {manifest['pooling']!r} has no ONNX form here")
 

@@ -3,17 +3,12 @@
 For people who run the recurrence in another runtime. Recurrent weights are split per gate:
 `encoder/l{layer}_{fw|bw}/{gate}/{kernel|recurrent_kernel|bias}` with kernel [D, H] (D: the
 layer's input width), recurrent_kernel [H, H], bias [H]; the manifest lists the gates in the
-order Keras (and cuDNN-style fused kernels) concatenate them, and the step equations.
-
-  lstm:  gates i, f, c, o (Keras order; c is TF1's j). forget_bias is already in f's bias.
-         c' = sigmoid(f) * c + sigmoid(i) * tanh(c_gate);  h' = sigmoid(o) * tanh(c')
-  gru:   gates r, u, c (TF1 GRUCell; reset applied to h before the candidate matmul).
-         r, u = sigmoid(x Wr|u + h Ur|u + br|u);  c = tanh(x Wc + (r * h) Uc + bc);
-         h' = u * h + (1 - u) * c
-  rnn:   gate h.  h' = tanh(x W + h U + b)
-  layer_norm_lstm: gates i, c, f, o (no bias), each layer-normed with its own gamma/beta [H];
-         c' = LN_state(sigmoid(f + forget_bias) * c + sigmoid(i) * tanh(c_gate));
-         h' = tanh(c') * sigmoid(o); LN(x) = (x - mean) / sqrt(var + 1e-12) * gamma + beta.
+order Keras (and cuDNN-style fused kernels) concatenate them (`gates`), the step equations
+(`equations`), whether the forget bias is already in f's bias (`forget_bias_in_bias`) and
+ONNX's operator for the cell (`onnx`: operator, its gate order, attributes; null when it has
+none). Each cell class in `models/rnn/cells.py` declares these, and its docstring gives its
+gate math and the arrays beyond kernel, recurrent_kernel and bias (layer_norm_lstm: a
+gamma/beta per gate and `state/gamma`, `state/beta`, no bias; peephole_lstm: `{i,f,o}/peephole`).
 
 Around the recurrence: dense features are normalised with `input/feature_mean`,
 `input/feature_std` (token ids are looked up in `input/embedding` [V, E], row 0 = padding);
@@ -59,56 +54,9 @@ import tensorflow as tf
 
 from models import ngram_bag
 from models.random_conv import REFERENCE_WIDTH
-from models.rnn import convert
 
 WEIGHTS_FILE = "weights.npz"
 MANIFEST_FILE = "weights.json"
-
-EQUATIONS = {
-    "lstm": "c' = sigmoid(f) * c + sigmoid(i) * tanh(c_gate); h' = sigmoid(o) * tanh(c'); "
-            "gate g = x W_g + h U_g + b_g (forget_bias already in b_f)",
-    "gru": "r = sigmoid(x W_r + h U_r + b_r); u = sigmoid(x W_u + h U_u + b_u); "
-           "c = tanh(x W_c + (r * h) U_c + b_c); h' = u * h + (1 - u) * c",
-    "rnn": "h' = tanh(x W_h + h U_h + b_h)",
-    "layer_norm_lstm": "g = LN_g(x W_g + h U_g) with LN(z) = (z - mean(z)) / sqrt(var(z) + 1e-12) "
-                       "* gamma_g + beta_g; c' = LN_state(sigmoid(f + forget_bias) * c + "
-                       "sigmoid(i) * tanh(c_gate)); h' = tanh(c') * sigmoid(o)",
-}
-GATES = {"lstm": ("i", "f", "c", "o"), "gru": ("r", "u", "c"), "rnn": ("h",),
-         "layer_norm_lstm": ("i", "c", "f", "o")}
-
-
-def _split(array, count):
-    return np.split(np.asarray(array, np.float32), count, axis=-1)
-
-
-def cell_arrays(cell_name: str, cell, forget_bias: float) -> Dict[str, np.ndarray]:
-    """{"<gate>/<kind>": array} for one built cell (see the module docstring for layouts)."""
-    weights = convert.get_weights(cell)
-    gates = GATES[cell_name]
-    out = {}
-    if cell_name == "lstm":
-        kernel, recurrent, bias = convert.lstm_to_keras(weights, forget_bias)  # [i, f, c, o]
-        parts = zip(_split(kernel, 4), _split(recurrent, 4), _split(bias, 4))
-        for gate, (k, r, b) in zip(gates, parts):
-            out.update({f"{gate}/kernel": k, f"{gate}/recurrent_kernel": r, f"{gate}/bias": b})
-    elif cell_name == "gru":
-        kernels, biases = _split(weights["kernel"], 3), _split(weights["bias"], 3)
-        recurrents = _split(weights["recurrent_kernel"], 2) + [weights["candidate_recurrent_kernel"]]
-        for gate, k, r, b in zip(gates, kernels, recurrents, biases):
-            out.update({f"{gate}/kernel": k, f"{gate}/recurrent_kernel": np.asarray(r, np.float32),
-                        f"{gate}/bias": b})
-    elif cell_name == "rnn":
-        out.update({"h/kernel": weights["kernel"], "h/recurrent_kernel": weights["recurrent_kernel"],
-                    "h/bias": weights["bias"]})
-    else:  # layer_norm_lstm: stored [i, j, f, o] = gates (i, c, f, o); norms rows i, j, f, o, state
-        for index, (gate, k, r) in enumerate(zip(gates, _split(weights["kernel"], 4),
-                                                 _split(weights["recurrent_kernel"], 4))):
-            out.update({f"{gate}/kernel": k, f"{gate}/recurrent_kernel": r,
-                        f"{gate}/gamma": weights["gamma"][index], f"{gate}/beta": weights["beta"][index]})
-        out.update({"state/gamma": weights["gamma"][4], "state/beta": weights["beta"][4]})
-    return {key: np.asarray(value, np.float32) for key, value in out.items()}
-
 
 def weight_arrays(model) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
     """(every weight of `model` by name, the manifest that says what each one is): what
@@ -119,7 +67,7 @@ def weight_arrays(model) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
     for layer, row in enumerate(model.encoder.wrappers):
         for direction, wrapper in enumerate(row):
             prefix = f"encoder/l{layer}_{'bw' if direction else 'fw'}"
-            cell = cell_arrays(config.cell, wrapper.cell, config.forget_bias)
+            cell = wrapper.cell.gate_arrays()
             arrays.update({f"{prefix}/{key}": value for key, value in cell.items()})
             layers.append({"layer": layer, "direction": "backward" if direction else "forward",
                            "prefix": prefix, "input_size": int(wrapper.input_size),
@@ -163,12 +111,13 @@ def weight_arrays(model) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
     arrays["head/kernel"] = np.asarray(model.head.dense.kernel.numpy(), np.float32)
     arrays["head/bias"] = np.asarray(model.head.dense.bias.numpy(), np.float32)
 
+    cell_class = type(model.encoder.wrappers[0][0].cell)
     manifest = {
         "format": "seqtrain-weights/1",
         "cell": config.cell, "units": config.hidden_units, "num_layers": config.num_layers,
-        "bidirectional": config.bidirectional, "gates": list(GATES[config.cell]),
+        "bidirectional": config.bidirectional, "gates": list(cell_class.gates),
         "forget_bias": config.forget_bias,
-        "forget_bias_in_bias": config.cell == "lstm",
+        "forget_bias_in_bias": cell_class.forget_bias_in_bias,
         "input_kind": "tokens" if config.uses_tokens else "features",
         "pooling": config.resolved_pooling, "head": config.resolved_head,
         "sequence_norm": config.uses_sequence_norm,
@@ -177,7 +126,11 @@ def weight_arrays(model) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
         "ngram_bag": bag,
         "layers": layers,
         "shapes": {key: list(value.shape) for key, value in sorted(arrays.items())},
-        "equations": EQUATIONS[config.cell],
+        "equations": cell_class.equations,
+        "onnx": ({"operator": cell_class.onnx_operator, "gates": list(cell_class.onnx_gates),
+                  "attributes": cell_class.onnx_attributes,
+                  "peepholes": list(cell_class.onnx_peepholes)}
+                 if cell_class.onnx_operator else None),
     }
     return arrays, manifest
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Tuple
 
-# Names the encoder in `models.rnn` accepts; kept here so a config can be validated without
-# building anything.
-CELLS = ("lstm", "gru", "rnn", "layer_norm_lstm")
+# The names registered in `models.rnn.cells.CELLS` (a test holds them equal), kept here so a
+# config validates, and `--help` lists them, without importing TensorFlow.
+CELLS = ("lstm", "gru", "rnn", "layer_norm_lstm", "peephole_lstm")
 POOLING_NAMES = ("last", "mean", "max", "attention")
 HEAD_NAMES = ("auto", "multiclass", "binary", "multilabel", "tagging")
 CLASS_WEIGHTINGS = ("none", "balanced")

@@ -6,11 +6,19 @@ from a TF1 checkpoint (see `convert.py`) give the same numbers. The TF1 fused ke
 `[D + H, G]` is stored split as `kernel [D, G]` (applied to all time steps in one matmul by
 `project_inputs`) and `recurrent_kernel [H, G]` (applied once per step by `step`).
 
-Cells are chosen by name: `get_cell("lstm", units=64)`; `CELLS` is the registry.
+Cells are chosen by name: `get_cell("lstm", units=64)`; `CELLS` is the registry. A cell class
+also says how it is exported (`gates`, `equations`, `gate_arrays`, the `onnx_*` fields), so a new
+cell is this file, its test and its name in `models.config.CELLS` (which validates configs
+without importing TensorFlow).
 """
 
+from typing import Dict, Tuple
+
 import keras
+import numpy as np
 import tensorflow as tf
+
+from models.rnn import convert
 
 CELLS = {}
 
@@ -39,8 +47,18 @@ class RecurrentCell(keras.layers.Layer):
     """Base class: a cell as (projection of all inputs, one step of the recurrence).
 
     Subclasses set `state_names` (e.g. `("c", "h")`; the state named "h" is the one the next
-    layer and the classifier see) and `gate_size` (columns of `kernel`), and implement
-    `project_inputs` and `step`.
+    layer and the classifier see) and implement `project_inputs`, `step` and `gate_arrays`.
+
+    Export description (read by `export/weights.py`, which writes it into `weights.json`, and
+    through that manifest by `export/onnx_graph.py`):
+      gates: gate names in the order `gate_arrays` splits the fused kernels.
+      equations: the step in words, for people running the weights elsewhere.
+      forget_bias_in_bias: whether `gate_arrays` folds `forget_bias` into the f gate's bias.
+      onnx_operator: ONNX's operator for this recurrence ("" when there is none), with
+      onnx_gates (the gates in that operator's order), onnx_attributes (a list value is
+      given once per direction) and onnx_peepholes (gates whose "<gate>/peephole" [H] arrays
+      form ONNX LSTM's P input, in its order; () for none).
+    Constructor: `uses_forget_bias` cells take `forget_bias=`.
 
     Args:
       units: int, H, size of the output and of every state component.
@@ -48,6 +66,14 @@ class RecurrentCell(keras.layers.Layer):
 
     state_names = ("h",)
     uses_update_dropout = False
+    uses_forget_bias = False
+    gates: Tuple[str, ...] = ()
+    equations = ""
+    forget_bias_in_bias = False
+    onnx_operator = ""
+    onnx_gates: Tuple[str, ...] = ()
+    onnx_attributes: Dict[str, object] = {}
+    onnx_peepholes: Tuple[str, ...] = ()
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
@@ -88,10 +114,26 @@ class RecurrentCell(keras.layers.Layer):
         """
         raise NotImplementedError
 
+    def gate_arrays(self) -> Dict[str, np.ndarray]:
+        """{"<gate>/<kind>": float32 array} of the built cell, one entry per gate in `gates` and
+        kind (kernel [D, H], recurrent_kernel [H, H], bias [H], or the cell's own)."""
+        raise NotImplementedError
+
     def get_config(self):
         config = super().get_config()
         config.update(units=self.units)
         return config
+
+
+def _split(array, count):
+    """A fused [..., count * H] array as `count` float32 arrays [..., H]."""
+    return np.split(np.asarray(array, np.float32), count, axis=-1)
+
+
+def _per_gate(gates, **kinds):
+    """{"<gate>/<kind>": array}: kinds maps a kind to one array per gate, in `gates` order."""
+    return {f"{gate}/{kind}": np.asarray(arrays[index], np.float32)
+            for kind, arrays in kinds.items() for index, gate in enumerate(gates)}
 
 
 @register_cell("lstm")
@@ -105,6 +147,13 @@ class LSTMCell(RecurrentCell):
     """
 
     state_names = ("c", "h")
+    uses_forget_bias = True
+    gates = ("i", "f", "c", "o")  # Keras order (c is TF1's j)
+    equations = ("c' = sigmoid(f) * c + sigmoid(i) * tanh(c_gate); h' = sigmoid(o) * tanh(c'); "
+                 "gate g = x W_g + h U_g + b_g (forget_bias already in b_f)")
+    forget_bias_in_bias = True
+    onnx_operator = "LSTM"
+    onnx_gates = ("i", "o", "f", "c")
 
     def __init__(self, units, forget_bias=1.0, **kwargs):
         super().__init__(units, **kwargs)
@@ -116,6 +165,11 @@ class LSTMCell(RecurrentCell):
         self.recurrent_kernel = self.add_weight(
             shape=(h, 4 * h), initializer="orthogonal", name="recurrent_kernel")
         self.bias = self.add_weight(shape=(4 * h,), initializer="zeros", name="bias")
+
+    def gate_arrays(self):
+        kernel, recurrent, bias = convert.lstm_to_keras(convert.get_weights(self), self.forget_bias)
+        return _per_gate(self.gates, kernel=_split(kernel, 4), recurrent_kernel=_split(recurrent, 4),
+                         bias=_split(bias, 4))
 
     def project_inputs(self, inputs):
         h = self.units
@@ -138,6 +192,49 @@ class LSTMCell(RecurrentCell):
         return config
 
 
+@register_cell("peephole_lstm")
+class PeepholeLSTMCell(LSTMCell):
+    """LSTM with peepholes, as TF1 `LSTMCell(use_peepholes=True)` (Gers & Schmidhuber 2000):
+    the input and forget gates also read c, the output gate reads c'.
+
+    i = sigmoid(z_i + w_i * c);  f = sigmoid(z_f + forget_bias + w_f * c);
+    c' = f * c + i * tanh(z_j);  h' = sigmoid(z_o + w_o * c') * tanh(c')  (z = x W + h U + b).
+
+    Weights: LSTMCell's plus w_i_diag, w_f_diag, w_o_diag [H] (TF1's names and initialiser,
+    Glorot uniform).
+    """
+
+    equations = ("i = sigmoid(x W_i + h U_i + b_i + p_i * c); f = sigmoid(x W_f + h U_f + b_f + "
+                 "p_f * c); c' = f * c + i * tanh(x W_c + h U_c + b_c); "
+                 "h' = sigmoid(x W_o + h U_o + b_o + p_o * c') * tanh(c') "
+                 "(forget_bias already in b_f; p_g is the gate's peephole [H])")
+    onnx_peepholes = ("i", "o", "f")  # ONNX LSTM's P input: [3H] in this order
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.w_i_diag, self.w_f_diag, self.w_o_diag = (
+            self.add_weight(shape=(self.units,), initializer="glorot_uniform", name=name)
+            for name in ("w_i_diag", "w_f_diag", "w_o_diag"))
+
+    def recurrent_weights(self):
+        return tuple(tf.convert_to_tensor(w) for w in (
+            self.recurrent_kernel, self.w_i_diag, self.w_f_diag, self.w_o_diag))
+
+    def step(self, projected, states, weights, update_mask=None):
+        c, h = states
+        recurrent_kernel, w_i, w_f, w_o = weights
+        i, j, f, o = tf.split(projected + tf.matmul(h, recurrent_kernel), 4, axis=-1)
+        new_c = tf.sigmoid(f + w_f * c) * c + tf.sigmoid(i + w_i * c) * tf.tanh(j)
+        new_h = tf.sigmoid(o + w_o * new_c) * tf.tanh(new_c)
+        return new_h, (new_c, new_h)
+
+    def gate_arrays(self):
+        out = super().gate_arrays()
+        for gate, weight in (("i", self.w_i_diag), ("f", self.w_f_diag), ("o", self.w_o_diag)):
+            out[f"{gate}/peephole"] = np.asarray(weight.numpy(), np.float32)
+        return out
+
+
 def _gru_bias_init(shape, dtype=None):
     """TF1 GRUCell starts the [r, u] gate bias at 1.0 and the candidate bias at 0."""
     h = shape[0] // 3
@@ -155,6 +252,13 @@ class GRUCell(RecurrentCell):
     candidate_recurrent_kernel [H, H], bias [3H] (gate part starts at 1.0 like TF1).
     """
 
+    gates = ("r", "u", "c")
+    equations = ("r = sigmoid(x W_r + h U_r + b_r); u = sigmoid(x W_u + h U_u + b_u); "
+                 "c = tanh(x W_c + (r * h) U_c + b_c); h' = u * h + (1 - u) * c")
+    onnx_operator = "GRU"
+    onnx_gates = ("u", "r", "c")  # ONNX z r h: z is our update gate u, h our candidate c
+    onnx_attributes = {"linear_before_reset": 0}
+
     def build(self, input_shape):
         d, h = int(input_shape[-1]), self.units
         self.kernel = self.add_weight(shape=(d, 3 * h), initializer="glorot_uniform", name="kernel")
@@ -170,6 +274,12 @@ class GRUCell(RecurrentCell):
     def recurrent_weights(self):
         return (tf.convert_to_tensor(self.recurrent_kernel),
                 tf.convert_to_tensor(self.candidate_recurrent_kernel))
+
+    def gate_arrays(self):
+        weights = convert.get_weights(self)
+        recurrent = _split(weights["recurrent_kernel"], 2) + [weights["candidate_recurrent_kernel"]]
+        return _per_gate(self.gates, kernel=_split(weights["kernel"], 3), recurrent_kernel=recurrent,
+                         bias=_split(weights["bias"], 3))
 
     def step(self, projected, states, weights, update_mask=None):
         (h,) = states
@@ -187,6 +297,17 @@ class SimpleRNNCell(RecurrentCell):
 
     Weights: kernel [D, H], recurrent_kernel [H, H], bias [H].
     """
+
+    gates = ("h",)
+    equations = "h' = tanh(x W_h + h U_h + b_h)"
+    onnx_operator = "RNN"
+    onnx_gates = ("h",)
+    onnx_attributes = {"activations": ["Tanh"]}
+
+    def gate_arrays(self):
+        weights = convert.get_weights(self)
+        return _per_gate(self.gates, kernel=[weights["kernel"]],
+                         recurrent_kernel=[weights["recurrent_kernel"]], bias=[weights["bias"]])
 
     def build(self, input_shape):
         d, h = int(input_shape[-1]), self.units
@@ -232,6 +353,12 @@ class LayerNormLSTMCell(RecurrentCell):
 
     state_names = ("c", "h")
     uses_update_dropout = True
+    uses_forget_bias = True
+    gates = ("i", "c", "f", "o")  # stored order [i, j, f, o]; no bias, a gamma/beta per gate
+    equations = ("g = LN_g(x W_g + h U_g) with LN(z) = (z - mean(z)) / sqrt(var(z) + 1e-12) "
+                 "* gamma_g + beta_g; c' = LN_state(sigmoid(f + forget_bias) * c + "
+                 "sigmoid(i) * tanh(c_gate)); h' = tanh(c') * sigmoid(o)")
+    # No onnx_operator: ONNX's LSTM has no per-gate layer normalisation.
 
     def __init__(self, units, forget_bias=1.0, norm_gain=1.0, norm_shift=0.0,
                  epsilon=1e-12, **kwargs):
@@ -253,6 +380,15 @@ class LayerNormLSTMCell(RecurrentCell):
 
     def project_inputs(self, inputs):
         return tf.tensordot(inputs, self.kernel, 1)
+
+    def gate_arrays(self):
+        weights = convert.get_weights(self)
+        out = _per_gate(self.gates, kernel=_split(weights["kernel"], 4),
+                        recurrent_kernel=_split(weights["recurrent_kernel"], 4),
+                        gamma=list(weights["gamma"][:4]), beta=list(weights["beta"][:4]))
+        out.update({"state/gamma": np.asarray(weights["gamma"][4], np.float32),
+                    "state/beta": np.asarray(weights["beta"][4], np.float32)})
+        return out
 
     def recurrent_weights(self):
         gamma, beta = tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta)

@@ -20,7 +20,8 @@ class SequenceEncoder(keras.layers.Layer):
     """Encodes padded sequences with their lengths.
 
     Args:
-      cell: name in `models.rnn.cells.CELLS`: "lstm", "gru", "rnn", "layer_norm_lstm".
+      cell: name in `models.rnn.cells.CELLS`: "lstm", "gru", "rnn", "layer_norm_lstm",
+        "peephole_lstm".
       units: int H, units per direction.
       num_layers: int, stacked layers.
       bidirectional: bool, add a backward direction to every layer.
@@ -30,7 +31,7 @@ class SequenceEncoder(keras.layers.Layer):
       mask_per_example: bool, variational masks per example [B, size] rather than shared by
         the batch [1, size] (TF1).
       update_keep_prob: keep probability on the candidate update ("layer_norm_lstm" only).
-      forget_bias: float added to the forget gate ("lstm", "layer_norm_lstm").
+      forget_bias: float added to the forget gate (cells with `uses_forget_bias`: the LSTMs).
       seed: int or None, seeds the layer's `keras.random.SeedGenerator`, used when training
         without a per-call seed (None: a non-deterministic start). Its state is a variable of
         the layer, so checkpoints carry it.
@@ -85,7 +86,7 @@ class SequenceEncoder(keras.layers.Layer):
         self.directions = 2 if self.bidirectional else 1
 
         cell_kwargs = {"units": self.units}
-        if cell in ("lstm", "layer_norm_lstm"):
+        if cells_lib.CELLS[cell].uses_forget_bias:
             cell_kwargs["forget_bias"] = self.forget_bias
         self.wrappers = []
         for layer in range(self.num_layers):

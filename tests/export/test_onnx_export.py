@@ -31,6 +31,8 @@ CASES = {
     "gru forward max": dict(cell="gru", bidirectional=False, pooling="max"),
     "gru bidirectional last": dict(cell="gru", bidirectional=True, pooling="last"),
     "rnn bidirectional mean": dict(cell="rnn", pooling="mean"),
+    "peephole lstm 2 layers bidirectional last": dict(cell="peephole_lstm", num_layers=2,
+                                                      pooling="last"),
     "conv front end, branch": dict(conv_layers=2, conv_stride=4, conv_filters=6),
     "sequence norm": dict(sequence_norm="on"),
     "random features": dict(random_features=300, reference_length=20),

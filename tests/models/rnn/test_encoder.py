@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models import config as model_config
 from models.rnn import CELLS, SequenceEncoder
 
 X = np.random.default_rng(0).normal(size=[3, 7, 4]).astype(np.float32)
@@ -11,7 +12,12 @@ LENGTHS = np.array([7, 3, 5], np.int32)
 
 
 def test_registry_names():
-    assert set(CELLS) == {"lstm", "gru", "rnn", "layer_norm_lstm"}
+    """The names configs validate against (without TensorFlow) are the registered cells, and
+    every cell declares how it is exported."""
+    assert set(CELLS) == set(model_config.CELLS)
+    for cell in CELLS.values():
+        assert cell.gates and cell.equations
+        assert set(cell.onnx_gates) == (set(cell.gates) if cell.onnx_operator else set())
     with pytest.raises(ValueError):
         SequenceEncoder("nope")
 

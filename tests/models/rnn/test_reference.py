@@ -1,4 +1,5 @@
-"""Our encoder against real TF1 (`DropoutWrapper` + `LSTMCell`/`GRUCell` + `dynamic_rnn`).
+"""Our encoder against real TF1 (`DropoutWrapper` + `LSTMCell` (peepholes too) / `GRUCell` +
+`dynamic_rnn`).
 
 TF1 runs in a subprocess (graph mode, `TF_USE_LEGACY_KERAS=1`). Both sides get the same
 weights (converted to the TF1 fused layout) and the same variational masks (TF1's noise
@@ -24,8 +25,11 @@ CASES = [
     ("gru", 2, False),
     ("lstm", 2, True),
     ("gru", 1, True),
+    ("peephole_lstm", 1, False),
+    ("peephole_lstm", 2, True),
 ]
 TOLERANCE = 1e-5
+PEEPHOLES = ("w_i_diag", "w_f_diag", "w_o_diag")
 
 
 def _mask_and_noise(rng, size, keep_prob):
@@ -54,7 +58,13 @@ def _build_case(cell, num_layers, bidirectional, seed):
             # Random biases too, so a bias conversion slip cannot hide behind zeros.
             weights["bias"] = rng.normal(size=weights["bias"].shape).astype(np.float32)
             convert.set_weights(wrapper.cell, weights)
-            tf1 = (convert.lstm_to_tf1(weights) if cell == "lstm" else convert.gru_to_tf1(weights))
+            if cell == "peephole_lstm":  # random peepholes too, and TF1's names for them
+                for name in PEEPHOLES:
+                    weights[name] = rng.normal(size=weights[name].shape).astype(np.float32)
+                convert.set_weights(wrapper.cell, weights)
+                tf1 = [*convert.lstm_to_tf1(weights), *(weights[name] for name in PEEPHOLES)]
+            else:
+                tf1 = (convert.lstm_to_tf1(weights) if cell == "lstm" else convert.gru_to_tf1(weights))
             for k, w in enumerate(tf1):
                 case[f"w_{layer}_{direction}_{k}"] = w
             m_in, n_in = _mask_and_noise(rng, size, KEEP["input_keep_prob"])
@@ -63,7 +73,7 @@ def _build_case(cell, num_layers, bidirectional, seed):
             case[f"noise_{layer}_{direction}_input"] = n_in
             case[f"noise_{layer}_{direction}_state"] = n_st
             case[f"noise_{layer}_{direction}_output"] = n_out
-            state = (None, m_st) if cell == "lstm" else (m_st,)
+            state = (None, m_st) if cell != "gru" else (m_st,)
             mask_row.append(DropoutMasks(input=tf.constant(m_in), state=tuple(
                 None if m is None else tf.constant(m) for m in state), output=tf.constant(m_out)))
         masks.append(mask_row)

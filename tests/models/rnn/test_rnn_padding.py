@@ -10,7 +10,7 @@ from models.rnn import SequenceEncoder, convert
 
 CONFIGS = [
     ("lstm", 1, False), ("gru", 1, False), ("rnn", 1, False), ("layer_norm_lstm", 1, False),
-    ("lstm", 2, False), ("gru", 2, True), ("lstm", 2, True),
+    ("lstm", 2, False), ("gru", 2, True), ("lstm", 2, True), ("peephole_lstm", 1, True),
 ]
 KEEP = dict(input_keep_prob=0.8, state_keep_prob=0.8, output_keep_prob=0.8)
 

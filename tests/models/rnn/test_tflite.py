@@ -48,7 +48,8 @@ def _ops(model):
 
 
 @pytest.mark.parametrize("cell,layers,bidirectional", [
-    ("lstm", 1, False), ("gru", 1, False), ("lstm", 2, True), ("layer_norm_lstm", 1, False)])
+    ("lstm", 1, False), ("gru", 1, False), ("lstm", 2, True), ("layer_norm_lstm", 1, False),
+    ("peephole_lstm", 2, True)])
 def test_converts_with_builtins_only_and_matches(cell, layers, bidirectional):
     tf.keras.utils.set_random_seed(0)
     # Dropout configured: the inference path must still convert (it draws no masks).

@@ -2,7 +2,8 @@
 
 Usage: TF_USE_LEGACY_KERAS=1 python tf1_reference.py CASE_DIR
 For every CASE_DIR/case_*.npz writes CASE_DIR/out_*.npz. Graph mode, `dynamic_rnn` with
-`sequence_length`, `DropoutWrapper(variational_recurrent=True)` around `LSTMCell`/`GRUCell`,
+`sequence_length`, `DropoutWrapper(variational_recurrent=True)` around `LSTMCell` (`use_peepholes` for
+"peephole_lstm") / `GRUCell`,
 stacked with `MultiRNNCell` (or, bidirectional, layer by layer with
 `bidirectional_dynamic_rnn` and concatenated outputs). The wrapper's noise tensors are replaced
 by the case's noise, so TF1 uses exactly the masks the test chose.
@@ -24,12 +25,14 @@ import tensorflow as tf  # noqa: E402
 
 v1 = tf.compat.v1
 rnn_cell = v1.nn.rnn_cell
+LSTMS = ("lstm", "peephole_lstm")
 
 
 def make_cell(case, meta, layer, direction, input_size):
     h = meta["units"]
-    if meta["cell"] == "lstm":
-        cell = rnn_cell.LSTMCell(h, forget_bias=meta["forget_bias"])
+    if meta["cell"] in LSTMS:
+        cell = rnn_cell.LSTMCell(h, forget_bias=meta["forget_bias"],
+                                 use_peepholes=meta["cell"] == "peephole_lstm")
     else:
         cell = rnn_cell.GRUCell(h)
     wrapper = rnn_cell.DropoutWrapper(
@@ -41,7 +44,7 @@ def make_cell(case, meta, layer, direction, input_size):
         return tf.constant(case[f"noise_{layer}_{direction}_{kind}"])
 
     wrapper._recurrent_input_noise = noise("input")
-    if meta["cell"] == "lstm":
+    if meta["cell"] in LSTMS:
         wrapper._recurrent_state_noise = rnn_cell.LSTMStateTuple(
             tf.ones([1, h]), noise("state"))
     else:
@@ -51,6 +54,8 @@ def make_cell(case, meta, layer, direction, input_size):
 
 
 def weight_order(meta):
+    if meta["cell"] == "peephole_lstm":
+        return ["kernel", "bias", "w_i_diag", "w_f_diag", "w_o_diag"]
     if meta["cell"] == "lstm":
         return ["kernel", "bias"]
     return ["gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias"]
@@ -90,7 +95,7 @@ def run_case(path):
                 size = 2 * meta["units"]
         fetch = {"outputs": outputs}
         for (layer, d), s in finals.items():
-            if meta["cell"] == "lstm":
+            if meta["cell"] in LSTMS:
                 fetch[f"c_{layer}_{d}"], fetch[f"h_{layer}_{d}"] = s.c, s.h
             else:
                 fetch[f"h_{layer}_{d}"] = s
