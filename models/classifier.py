@@ -55,8 +55,8 @@ class SequenceClassifier(keras.Model):
         self.head_name = config.resolved_head
         if config.uses_tokens:
             self.embedding = keras.layers.Embedding(
-                config.vocab_size, config.embedding_dim, name="embedding")
-            input_width = config.embedding_dim
+                config.vocab_size, config.resolved_embedding_dim, name="embedding")
+            input_width = config.resolved_embedding_dim
         else:
             self.embedding = None
             input_width = config.feature_dim

@@ -56,7 +56,8 @@ class ModelConfig:
       head: auto | multiclass | binary | multilabel | tagging. "auto" picks from `target_kind`:
         label -> multiclass (binary, one logit, when there are exactly 2 classes),
         labels -> multilabel, tags -> tagging.
-      embedding_dim: width of the token embedding (token inputs only).
+      embedding_dim: width of the token embedding (token inputs only), or -1: decided by the
+        trainer from the data (`trainer/rules.py`), built as 64 until resolved.
       input_keep_prob, state_keep_prob, output_keep_prob: TF1 DropoutWrapper keep probabilities,
         each in (0, 1]; 1.0 disables that dropout.
       variational_recurrent: one dropout mask per sequence (True) or per step (False).
@@ -64,7 +65,8 @@ class ModelConfig:
       update_keep_prob: keep probability of the cell's candidate update (recurrent dropout in the
         style of Semeniuta et al.), in (0, 1].
       forget_bias: added to the LSTM forget gate.
-      label_smoothing: in [0, 1); mass spread uniformly over the classes of the target.
+      label_smoothing: in [0, 1); mass spread uniformly over the classes of the target, or -1:
+        decided by the trainer from the data (`trainer/rules.py`), 0 until resolved.
       class_weighting: none | balanced (weights from `class_counts`).
       prior_bias_init: initialise the output bias from `class_counts` so step 0 predicts the
         training base rate.
@@ -115,7 +117,7 @@ class ModelConfig:
     bidirectional: bool = True
     pooling: str = "auto"
     head: str = "auto"
-    embedding_dim: int = 64
+    embedding_dim: int = -1
     input_keep_prob: float = 0.9
     state_keep_prob: float = 0.8
     output_keep_prob: float = 0.8
@@ -123,7 +125,7 @@ class ModelConfig:
     mask_per_example: bool = True
     update_keep_prob: float = 1.0
     forget_bias: float = 1.0
-    label_smoothing: float = 0.0
+    label_smoothing: float = -1.0
     class_weighting: str = "none"
     prior_bias_init: bool = True
     sequence_norm: str = "off"
@@ -180,7 +182,10 @@ class ModelConfig:
                     f"conv_stride={self.conv_stride} needs more than conv_layers={self.conv_layers} "
                     f"layers (at most stride {MAX_STRIDE_PER_LAYER} each)")
         self._check_choice("target_kind", TARGET_KINDS)
-        for name in ("hidden_units", "num_layers", "embedding_dim"):
+        if self.embedding_dim != -1 and self.embedding_dim < 1:
+            raise ValueError(f"embedding_dim: expected an integer >= 1 or -1 (auto), got "
+                             f"{self.embedding_dim!r}")
+        for name in ("hidden_units", "num_layers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)!r}")
         for name in ("feature_dim", "vocab_size", "num_classes", "num_train_examples",
@@ -191,8 +196,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{name}: expected a keep probability in (0, 1], got {value!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing: expected a value in [0, 1), got {self.label_smoothing!r}")
+        if self.label_smoothing != -1 and not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing: expected a value in [0, 1) or -1 (auto), got "
+                             f"{self.label_smoothing!r}")
         if self.head != "auto" and self.head not in _HEADS_FOR_TARGET[self.target_kind]:
             raise ValueError(
                 f"head={self.head!r} cannot train on target_kind={self.target_kind!r}; expected one of "
@@ -237,6 +243,16 @@ class ModelConfig:
     def resolved_pooling(self) -> str:
         """The pooling actually built: `pooling`, or "mean" while "auto" is unresolved."""
         return "mean" if self.pooling == "auto" else self.pooling
+
+    @property
+    def resolved_embedding_dim(self) -> int:
+        """The embedding width actually built: `embedding_dim`, or 64 while -1 is unresolved."""
+        return 64 if self.embedding_dim == -1 else self.embedding_dim
+
+    @property
+    def resolved_label_smoothing(self) -> float:
+        """The smoothing the loss uses: `label_smoothing`, or 0 while -1 is unresolved."""
+        return 0.0 if self.label_smoothing == -1 else self.label_smoothing
 
     @property
     def conv_strides(self) -> Tuple[int, ...]:

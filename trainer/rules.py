@@ -38,6 +38,15 @@ Rules (a user overrides any of them by giving the field a value):
     and 43 on fold 0 of 2: 0.9073 -> 0.9123, 0.9075 -> 0.9082) and +0.003 on a fold of 4.
     Dense series and small alphabets keep the mean (a motif's evidence adds up along a DNA
     sequence or a spectrum).
+  * embedding width (`embedding_dim`) and label smoothing (`label_smoothing`), for the same
+    word vocabularies: a `WORD_EMBEDDING_DIM`-wide embedding (64 otherwise) and smoothing
+    `WORD_LABEL_SMOOTHING` (0 otherwise). Thousands of words, most seen a handful of times,
+    want more room than an alphabet of 5, and a word seen in one class only would otherwise
+    drive its logits without bound (Mueller et al. 2019: smoothing also calibrates).
+    Train-split CV on the text set, fold 0 of 2, seeds 42 / 43: 0.9123 / 0.9082 with 64 and
+    no smoothing; 128: 0.9147 / 0.9122 (256: 0.9128 / 0.9106); smoothing 0.1: 0.9132 / 0.9126;
+    both: 0.9150 / 0.9166 (+0.0055 on the mean). Small alphabets keep 64 and no smoothing
+    (the values their CV chose the other rules with).
   Per-sequence z-normalisation (`sequence_norm`) is no rule: it is off unless asked for. On
     the suite it was a no-op on the z-normalised sets and took away what identifies PigCVP's
     classes (per-sequence level and scale).
@@ -63,6 +72,10 @@ MAX_ALPHABET = 32
 NGRAM_SPECIFICITY = 100
 MIN_NGRAM_ORDER, MAX_NGRAM_ORDER = 3, 10
 MAX_NGRAM_BUCKETS = 2 ** 16
+# Token embedding width: word vocabularies get twice the width of small alphabets, and word
+# vocabularies train with smoothed labels.
+EMBEDDING_DIM, WORD_EMBEDDING_DIM = 64, 128
+WORD_LABEL_SMOOTHING = 0.1
 
 
 def median_length(spec) -> int:
@@ -128,12 +141,24 @@ def resolve(config: Config, spec) -> Tuple[Config, List[str]]:
                      if count else "random-convolution features: none (token input, a tagging "
                      f"head, or median training length {median} <= {FRONTEND_MIN_LENGTH})")
     alphabet = len(getattr(spec, "vocab", ()) or ())
+    words = model.uses_tokens and alphabet > MAX_ALPHABET and model.resolved_head != "tagging"
     if model.pooling == "auto":
-        words = model.uses_tokens and alphabet > MAX_ALPHABET and model.resolved_head != "tagging"
         model = dataclasses.replace(model, pooling="max" if words else "mean")
         notes.append(f"pooling: max over steps ({alphabet} distinct tokens > {MAX_ALPHABET}: words, "
                      f"where one word can carry the class)" if words else
                      "pooling: mean over real steps (dense input, a small alphabet or a tagging head)")
+    if model.embedding_dim == -1:
+        width = WORD_EMBEDDING_DIM if words else EMBEDDING_DIM
+        model = dataclasses.replace(model, embedding_dim=width)
+        if model.uses_tokens:
+            notes.append(f"embedding: {width} wide ({alphabet} distinct tokens" + (
+                f" > {MAX_ALPHABET}: words)" if words else ": a small alphabet, or a tagging head)"))
+    if model.label_smoothing == -1:
+        smoothing = WORD_LABEL_SMOOTHING if words else 0.0
+        model = dataclasses.replace(model, label_smoothing=smoothing)
+        notes.append(f"label smoothing: {smoothing} (" + (
+            f"{alphabet} distinct tokens > {MAX_ALPHABET}: words, where a rare word can push the "
+            "logits to extremes)" if words else "dense input, a small alphabet or a tagging head)"))
     if model.ngram_orders == -1:
         orders = 0
         if model.uses_tokens and model.resolved_head != "tagging":

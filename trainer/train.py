@@ -249,7 +249,7 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
         tf.float32))
     train_loop = TrainLoop(
         model, optimizer, mc.resolved_head, strategy=strategy, iterators=iterators, rng=rng, step=step,
-        clip_norm=tc.clip_norm, label_smoothing=mc.label_smoothing, class_weights=class_weights,
+        clip_norm=tc.clip_norm, label_smoothing=mc.resolved_label_smoothing, class_weights=class_weights,
         element_spec=train_datasets[0].element_spec, grad_accum_steps=tc.grad_accum_steps,
         jit_compile=use_xla(tc.jit_compile, total_steps * global_batch * rules.median_length(spec)),
         stop=stop_signal.variable)

@@ -40,9 +40,10 @@ def test_resolve_fills_every_auto_field_and_says_why():
     assert (model.conv_layers, model.conv_stride, model.sequence_norm) == (2, 16, "off")
     assert model.conv_strides == (4, 4)
     assert (model.random_features, model.reference_length) == (4000, 0)  # the spec fills the latter
-    assert len(notes) == 4 and all("median training length 1460" in note for note in notes[:2])
+    assert len(notes) == 5 and all("median training length 1460" in note for note in notes[:2])
     assert model.pooling == "mean" and notes[2].startswith("pooling: mean")
-    assert model.ngram_orders == 0 and notes[3].startswith("n-gram bag: none")
+    assert model.label_smoothing == 0.0 and notes[3].startswith("label smoothing: 0.0")
+    assert model.ngram_orders == 0 and notes[4].startswith("n-gram bag: none")
     tokens = rules.resolve(Config(), _spec(865, kind="tokens"))[0].model
     assert (tokens.conv_layers, tokens.conv_stride) == (2, 8)
     short = rules.resolve(Config(), _spec(15, feature_dim=12))[0].model
@@ -117,6 +118,28 @@ def test_pooling_is_max_for_word_vocabularies_only(kind, alphabet, head, expecte
     user = Config(model=dataclasses.replace(model, pooling="last"))
     assert rules.resolve(user, spec)[0].model.pooling == "last"  # a user's value stands
     assert ModelConfig().resolved_pooling == "mean"  # built unresolved: the mean
+
+
+@pytest.mark.parametrize("kind,alphabet,head,width,smoothing", [
+    ("tokens", 20000, "auto", 128, 0.1),  # words
+    ("tokens", 33, "auto", 128, 0.1),
+    ("tokens", 5, "auto", 64, 0.0),  # nucleotides
+    ("tokens", 20000, "tagging", 64, 0.0),
+    ("features", 0, "auto", 64, 0.0)])
+def test_word_vocabularies_get_a_wider_embedding_and_smoothed_labels(kind, alphabet, head, width,
+                                                                     smoothing):
+    spec = dataclasses.replace(_spec(12, kind=kind), vocab=tuple(f"w{i}" for i in range(alphabet)))
+    model = ModelConfig(head=head, target_kind="tags" if head == "tagging" else "label",
+                        input_kind=kind)
+    resolved, notes = rules.resolve(Config(model=model), spec)
+    assert (resolved.model.embedding_dim, resolved.model.label_smoothing) == (width, smoothing)
+    assert any(note.startswith(f"label smoothing: {smoothing}") for note in notes)
+    assert any(note.startswith(f"embedding: {width} wide") for note in notes) == (kind == "tokens")
+    user = Config(model=dataclasses.replace(model, embedding_dim=32, label_smoothing=0.0))
+    assert (rules.resolve(user, spec)[0].model.embedding_dim,
+            rules.resolve(user, spec)[0].model.label_smoothing) == (32, 0.0)  # a user's values stand
+    unresolved = ModelConfig()
+    assert (unresolved.resolved_embedding_dim, unresolved.resolved_label_smoothing) == (64, 0.0)
 
 
 def test_a_bag_without_its_table_size_is_not_buildable():
