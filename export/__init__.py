@@ -14,8 +14,20 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from export.formats import requested
-from export.saved_model import ExportOptions, export_saved_model
+# `export.saved_model` and the format table (and with them TensorFlow) load on first use (PEP
+# 562): `python -m export --help` answers without TensorFlow's start-up lines.
+_LAZY = ("ExportOptions", "export_saved_model")
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'export' has no attribute {name!r}")
+    from export import saved_model
+
+    value = getattr(saved_model, name)
+    globals()[name] = value
+    return value
+
 
 SAMPLE_SIZE = 16
 # Held-out examples the TFLite accuracy (float vs quantized) is measured on.
@@ -69,6 +81,8 @@ def options_from_train_config(train, **overrides) -> ExportOptions:
     values = dict(formats=formats, quantize=bool(get("export_quantize", False)),
                   mc_samples=int(get("export_mc_samples", 20)), mc_seed=int(get("seed", 0)))
     values.update(overrides)
+    from export.saved_model import ExportOptions
+
     return ExportOptions(**values)
 
 
@@ -96,6 +110,9 @@ def export_model(model, spec, config, sample_dataset, *, options: Optional[Expor
     sample = sample_batch(sample_dataset)
     if spec.is_tokens and texts is None:
         texts = texts_from_token_ids(sample["token_ids"], sample["lengths"], spec)
+    from export.formats import requested
+    from export.saved_model import export_saved_model
+
     accuracy = (held_out_batches(sample_dataset) if requested(options.formats)
                 else [])
     return export_saved_model(

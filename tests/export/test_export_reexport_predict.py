@@ -87,3 +87,15 @@ def test_batch_prediction_writes_one_row_per_record(dense_export, tmp_path):
         assert len(row["probabilities"]) == 9
         assert abs(sum(row["probabilities"]) - 1.0) < 1e-5
         assert row["mutual_information"] >= 0.0 and row["predictive_entropy"] > 0.0
+
+
+def test_export_help_answers_without_loading_tensorflow():
+    """`python -m export --help` prints its usage, not TensorFlow's C++ start-up lines: the
+    package loads TensorFlow only when something is exported."""
+    check = ("import sys, export\nassert 'tensorflow' not in sys.modules, 'import export loaded TF'\n"
+             "from export.__main__ import main\nmain(['--help'])")
+    result = subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("usage: python -m export") and "--model-dir" in result.stdout
+    assert "oneDNN" not in result.stderr and "cuda" not in result.stderr
