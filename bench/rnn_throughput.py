@@ -455,6 +455,8 @@ class CpuMeter:
 TARGETS = (("Keras dropout", 5.5), ("Keras no dropout", 1.5))
 # The CLI's marginal rate against the bare trainer loop's (checkpoints, summaries and all).
 CLI_TARGET = 0.9
+# Cores other processes may use while a row is timed before its ratios are called invalid.
+CONTENDED_CPU = 0.25
 
 
 def main(argv=None):
@@ -551,6 +553,11 @@ def main(argv=None):
                   + (f" (TFLite / SavedModel {lite / saved:.2f}; target <= 1.0 "
                      f"{'MET' if lite <= saved else 'NOT MET'})" if batch == 1 else ""))
     print("others CPU: cores used by other processes while the row was timed (0 = quiet machine)")
+    contended = [label.strip() for label, _, _, other_cpu in rows
+                 if other_cpu is not None and other_cpu > CONTENDED_CPU]
+    if contended:
+        print(f"CONTENDED: other processes used more than {CONTENDED_CPU} cores while timing "
+              f"{', '.join(contended)}; the ratios above do not hold, rerun on a quiet machine")
     print(f"\ntotal wall time {time.perf_counter() - wall:.0f} s")
     return rows
 
