@@ -211,7 +211,9 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
                      shard_index=worker.task_index * local_replicas + i)
         for i in range(local_replicas)]
     eval_split = prepared.splits.get("eval")
-    eval_ds = (make_dataset(eval_split.files, spec, config.data, training=False, seed=tc.seed)
+    # Evaluations batch by length (one pass, order free: the metrics are sums over examples).
+    eval_ds = (make_dataset(eval_split.files, spec, config.data, training=False, seed=tc.seed,
+                            by_length=True)
                if eval_split and eval_split.num_records else None)
     rng = tf.random.Generator.from_seed(tc.seed)
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
@@ -386,10 +388,14 @@ def _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_chec
         final["predictions"] = report.prediction_details("eval", metrics)
     test_split = prepared.splits.get("test")
     if test_split and test_split.num_records:
-        test_ds = make_dataset(test_split.files, spec, config.data, training=False, seed=tc.seed)
+        test_ds = make_dataset(test_split.files, spec, config.data, training=False, seed=tc.seed,
+                               by_length=True)
         final["test"], metrics = evaluate(eval_step, test_ds, mc, spec.labels)
         final["predictions"] = report.prediction_details("test", metrics)
-    final["export"] = _export(model, spec, config, eval_ds or sample_ds)
+    # Export checks read held-out batches in file order (a first batch of mixed lengths).
+    held_out = (make_dataset(prepared.splits["eval"].files, spec, config.data, training=False,
+                             seed=tc.seed) if eval_ds is not None else sample_ds)
+    final["export"] = _export(model, spec, config, held_out)
     report.write_metrics(tc.model_dir, final)
     summaries.write_final_metrics(tc.model_dir, final)
     from export.run_report import try_write_report  # export/ sits downstream of the trainer

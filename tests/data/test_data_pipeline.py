@@ -86,6 +86,26 @@ def test_eval_is_one_ordered_pass_keeping_the_last_partial_batch(dense):
     assert batches(ds)[0]["id"].tolist() == epoch[0]["id"].tolist()  # no shuffle
 
 
+def test_eval_by_length_reads_every_example_once_in_short_batches(dense):
+    """An evaluation pass batched by length: each example once, the same pass every time, no
+    batch mixing buckets, and no batch padded longer than plain batching pads it overall."""
+    config, prepared = dense
+    files, spec = prepared.splits["train"].files, prepared.spec
+    plain = batches(make_dataset(files, spec, config, training=False, seed=0))
+    by_length = batches(make_dataset(files, spec, config, training=False, seed=0, by_length=True))
+    ids = [i for b in by_length for i in b["id"]]
+    assert collections.Counter(ids) == collections.Counter(i for b in plain for i in b["id"])
+    assert len(ids) == N
+    edges = (0,) + bucket_boundaries(spec, config.num_buckets) + (10 ** 9,)
+    for batch in by_length:
+        check_batch(batch)
+        assert len(set(np.searchsorted(edges, batch["lengths"], side="right"))) == 1
+    padded = lambda epoch: sum(b["features"].shape[0] * b["features"].shape[1] for b in epoch)
+    assert padded(by_length) < padded(plain)  # fewer padded steps to run
+    again = batches(make_dataset(files, spec, config, training=False, seed=0, by_length=True))
+    assert [b["id"].tolist() for b in again] == [b["id"].tolist() for b in by_length]
+
+
 def test_record_level_sharding_splits_the_data(dense):
     config, prepared = dense
     seen = []
