@@ -46,7 +46,8 @@ class DataConfig:
       labels: explicit comma-separated label list (its order gives the class ids); "" uses the
         sorted set of labels found in the training files.
       batch_size: examples per batch.
-      bucketing: batch training examples of similar length together (evaluation passes too: each example once, in length buckets).
+      bucketing: batch training examples of similar length together (evaluation passes too:
+        each example once, in length buckets).
       num_buckets: length buckets, with boundaries at the training length deciles (at most
         10). Narrow buckets keep padding low: on lengths U[20, 200], 4 buckets left 17% of
         each batch padding, 10 buckets 7%, and training ran 11% faster.
