@@ -40,7 +40,8 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -218,15 +219,19 @@ def checkpoint_sizes(model_dir):
     return size, held
 
 
+def _run_in_repo(command):
+    """subprocess.run of `command` from the repository root, with the repository importable."""
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+
+
 def run_cli(train_file, test_file, model_dir, steps, flags):
     """Runs `python -m trainer.task` on the workload from the repository root; wall seconds.
     Raises RuntimeError with the end of its stderr when it fails."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     command = [sys.executable, "-m", "trainer.task", "--train-data", train_file,
                "--test-data", test_file, "--model-dir", model_dir, "--max-steps", str(steps), *flags]
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    result = _run_in_repo(command)
     if result.returncode:
         raise RuntimeError(f"CLI run failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return time.perf_counter() - start
@@ -235,9 +240,7 @@ def run_cli(train_file, test_file, model_dir, steps, flags):
 def warm_up_imports():
     """Imports trainer.task once in a child process, so that the first timed run does not also
     pay for reading TensorFlow's files from disk (it made a 2-step run slower than a 6-step one)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    subprocess.run([sys.executable, "-c", "import trainer.task"], cwd=root, capture_output=True,
-                   env=dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    _run_in_repo([sys.executable, "-c", "import trainer.task"])
 
 
 def bench_cli(train_file, test_file, jit, bucketing, workdir, cli_steps=CLI_STEPS):
