@@ -59,8 +59,8 @@ from trainer.config import Config, TrainConfig  # noqa: E402
 from trainer.optimization import make_optimizer  # noqa: E402
 from trainer.steps import XLA_TIME_MULTIPLE, TrainLoop  # noqa: E402
 from trainer import rules  # noqa: E402
-from trainer import train as trainer_train  # noqa: E402
-from trainer.train import _next_stop, use_xla, with_data_spec  # noqa: E402
+from trainer.schedule import next_stop, training_steps, use_xla  # noqa: E402
+from trainer.train import with_data_spec  # noqa: E402
 
 FEATURES, MAX_LEN, MIN_LEN, UNITS, CLASSES, BATCH, KEEP = 32, 200, 20, 128, 5, 64, 0.75
 SEED = 0
@@ -119,7 +119,7 @@ def bench_product(data, epochs, bucketing, jit, workdir):
     steps_per_epoch = max(1, -(-num_train // BATCH))
     # What a default `python -m trainer.task` run on this data would train: it sets the
     # optimizer schedule, and `jit_compile=auto` decides from it.
-    total_steps = trainer_train.training_steps(train_config, num_train, steps_per_epoch)
+    total_steps = training_steps(train_config, num_train, steps_per_epoch)
     auto_jit = use_xla("auto", total_steps * BATCH * rules.median_length(spec))
     keras.utils.set_random_seed(train_config.seed)
     strategy = tf.distribute.get_strategy()
@@ -149,7 +149,7 @@ def bench_product(data, epochs, bucketing, jit, workdir):
         padded_tokens = 0.0
         chunks = 0
         while current < end:
-            size = _next_stop(current, end, periods) - current
+            size = next_stop(current, end, periods) - current
             start = time.perf_counter()
             loop(size)
             stats = loop.stats.read_and_reset()  # the chunk's one host sync, as in the trainer

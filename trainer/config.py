@@ -45,6 +45,14 @@ AUTO_MIN_STEPS = 1200
 AUTO_PATIENCE_FRACTION = 0.2
 AUTO_MIN_PATIENCE = 3
 CONFIG_FILE = "config.json"
+# Metrics for which a smaller value is better (for early stopping, the best checkpoint and the
+# tuner's objective); every other metric is better larger.
+LOWER_IS_BETTER = ("loss", "ece", "expected_calibration_error")
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of eval metric `metric` is better."""
+    return metric not in LOWER_IS_BETTER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +81,7 @@ class TrainConfig:
         recurrent encoder compute in 16 bits; variables, pooling, logits and losses stay
         float32, and the export is float32.
       eval_every_steps: evaluate every N steps (0 = once per epoch, or every few epochs when
-        that would make more than `trainer.train.MAX_AUTO_EVALS` evaluations).
+        that would make more than `trainer.schedule.MAX_AUTO_EVALS` evaluations).
       save_checkpoints_steps: checkpoint every N steps (0 = at every evaluation).
       save_checkpoints_secs: also checkpoint when this many seconds passed since the last save
         (0 = off); checked between compiled chunks of at most `log_step_count_steps` steps.
@@ -82,7 +90,7 @@ class TrainConfig:
       early_stopping_metric: eval metric that picks the best checkpoint and stops training.
       early_stopping_patience: evaluations without improvement before stopping (0 = never
         stop); -1 = "auto": a fifth of the run's planned evaluations, at least
-        `AUTO_MIN_PATIENCE` (`trainer.train.patience_for`), so a run that stopped improving on
+        `AUTO_MIN_PATIENCE` (`trainer.schedule.patience_for`), so a run that stopped improving on
         its hold-out ends instead of spending the rest of its budget overfitting.
       early_stopping_min_delta: the least change that counts as an improvement.
       warm_start_from: a checkpoint (file prefix or folder) of another run to initialise the

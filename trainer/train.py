@@ -1,14 +1,16 @@
 """`train_and_evaluate(config)`: the loop that decides *when* to train, evaluate, save and stop.
 
-Top to bottom: pick the distribution strategy, prepare the data (or reuse the model dir's),
-build the model and optimizer, restore the newest readable checkpoint (model, optimizer, step,
-RNG and early-stopping state; the data position follows from the step, see `_data_position`) or warm-start from another run, then train in
-compiled chunks that end wherever something is due: a log line, an evaluation (every epoch or
-`eval_every_steps`), a checkpoint, the end of an epoch. SIGTERM ends the chunk in flight, saves
-a checkpoint there and raises `preemption.Preempted`; a lost peer of a multi-worker job raises
-`distribution.PeerLost`. The best checkpoint is kept apart; at the
-end its weights are evaluated once on the test split and exported. What a step does lives
-in `trainer.steps`; the strategy and who writes what in `trainer.distribution`.
+Top to bottom: `_set_up` picks up the strategy's worker, prepares the data (or reuses the model
+dir's), builds the model and optimizer and restores the newest readable checkpoint (model,
+optimizer, RNG and the `actions.RunState` counters; the data position follows from the step,
+see `_data_position`) or warm-starts from another run; `_train` trains in compiled chunks that
+end wherever something is due: a log line, an evaluation (every epoch or `eval_every_steps`), a
+checkpoint, the end of an epoch; `_finish` (the chief) evaluates the best weights once on the
+test split and exports them. What happens at those moments lives in `trainer.actions` (best
+keeping, early stopping, saves, the NaN check), how long the run is and how often in
+`trainer.schedule`, what a step does in `trainer.steps`, the strategy and who writes what in
+`trainer.distribution`. SIGTERM ends the chunk in flight, saves a checkpoint there and raises
+`preemption.Preempted`; a lost peer of a multi-worker job raises `distribution.PeerLost`.
 """
 
 from __future__ import annotations
@@ -17,39 +19,30 @@ import dataclasses
 import datetime
 import logging
 import math
-import os
 import time
 from typing import Dict, Optional
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from data.pipeline import make_dataset
 from data.prepare import prepare_data
-from models import EvalMetrics, build_model
+from models import build_model
 from models.losses import class_weights_from_counts
-from trainer import checkpoints, distribution, preemption, report, rules, summaries
-from trainer.config import (AUTO_EPOCH_SEQUENCES, AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE,
-                            AUTO_MIN_STEPS, AUTO_PATIENCE_FRACTION,
-                            XLA_AUTO_MIN_TOKENS, Config)
+from trainer import actions, checkpoints, distribution, environment, preemption, report, rules, schedule, summaries
+from trainer.config import Config, higher_is_better
 from trainer.optimization import make_optimizer
 from trainer.progress import Progress, describe_devices
-from trainer.steps import TrainLoop, make_eval_step, model_keys
-
-LOWER_IS_BETTER = ("loss", "ece", "expected_calibration_error")
-# Evaluations (and so checkpoints) a default run makes at most: each costs a pass over the
-# eval split and a checkpoint write, which on tiny sets cost more than the epoch itself.
-MAX_AUTO_EVALS = 150
+from trainer.steps import TrainLoop, make_eval_step
 
 
 def resolve_dirs(config: Config) -> Config:
     """Fills model and export dirs from flags, Vertex AI's AIP_* variables or a fresh default."""
     train = config.train
-    model_dir = train.model_dir or os.environ.get("AIP_CHECKPOINT_DIR", "")
+    model_dir = train.model_dir or environment.checkpoint_dir()
     if not model_dir:
         model_dir = "runs/" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    export_dir = train.export_dir or os.environ.get("AIP_MODEL_DIR", "") or tf.io.gfile.join(model_dir, "export")
+    export_dir = train.export_dir or environment.model_dir() or tf.io.gfile.join(model_dir, "export")
     return dataclasses.replace(config, train=dataclasses.replace(train, model_dir=model_dir, export_dir=export_dir))
 
 
@@ -69,74 +62,6 @@ def with_data_spec(config: Config, spec) -> Config:
         reference_length=rules.median_length(spec),
     )
     return dataclasses.replace(config, model=model)
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric not in LOWER_IS_BETTER
-
-
-def evaluate(eval_step, dataset, model_config, label_names):
-    """One pass over a finite dataset; returns (metrics dict with "loss" and "examples", EvalMetrics)."""
-    metrics = EvalMetrics(model_config.resolved_head, model_config.num_classes, label_names)
-    loss_sum, weight_sum, examples = 0.0, 0.0, 0
-    for batch in dataset:
-        logits, weighted_sum, total_weight = eval_step(model_keys(batch))
-        metrics.update(logits.numpy(), {k: v.numpy() for k, v in batch.items()})
-        loss_sum += float(weighted_sum)
-        weight_sum += float(total_weight)
-        examples += int(batch["lengths"].shape[0])
-    result = dict(metrics.result())
-    result["loss"] = loss_sum / max(weight_sum, 1e-12)
-    result["examples"] = examples
-    return result, metrics
-
-
-def training_steps(tc, num_train: int, steps_per_epoch: int) -> int:
-    """Optimizer steps of the run: `max_steps`, else `num_epochs` epochs, else (both 0) the
-    data-size rule: ceil(AUTO_EPOCH_SEQUENCES / N) epochs clipped to [AUTO_MIN_EPOCHS,
-    AUTO_MAX_EPOCHS], and at least AUTO_MIN_STEPS steps (see TrainConfig.num_epochs)."""
-    if tc.max_steps:
-        return tc.max_steps
-    if tc.num_epochs:
-        return tc.num_epochs * steps_per_epoch
-    epochs = min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, math.ceil(AUTO_EPOCH_SEQUENCES / max(num_train, 1))))
-    steps = max(epochs * steps_per_epoch, AUTO_MIN_STEPS)
-    logging.info("num_epochs=0: %d steps (%.1f epochs) for %d training sequences (about %d "
-                 "sequences in all, %d to %d epochs, at least %d steps)", steps,
-                 steps / steps_per_epoch, num_train, AUTO_EPOCH_SEQUENCES, AUTO_MIN_EPOCHS,
-                 AUTO_MAX_EPOCHS, AUTO_MIN_STEPS)
-    return steps
-
-
-def patience_for(tc, evaluations: int) -> int:
-    """Evaluations without improvement before stopping: `early_stopping_patience`, or for -1
-    (auto) ceil(AUTO_PATIENCE_FRACTION x the run's planned evaluations), at least
-    AUTO_MIN_PATIENCE; 0 = never stop."""
-    if tc.early_stopping_patience >= 0:
-        return tc.early_stopping_patience
-    patience = max(AUTO_MIN_PATIENCE, math.ceil(AUTO_PATIENCE_FRACTION * evaluations))
-    logging.info("early_stopping_patience=auto: stop after %d evaluations without a better hold-out "
-                 "%s (%d planned; a fifth, at least %d)", patience, tc.early_stopping_metric,
-                 evaluations, AUTO_MIN_PATIENCE)
-    return patience
-
-
-def eval_period(total_steps: int, steps_per_epoch: int) -> int:
-    """Steps between evaluations when `eval_every_steps` is 0: every epoch, but whole epochs
-    of at least total_steps / MAX_AUTO_EVALS steps, so a run over a tiny set (one step an
-    epoch, 1,200 epochs) evaluates and checkpoints about MAX_AUTO_EVALS times, not 1,200."""
-    epochs = max(1, math.ceil(total_steps / (MAX_AUTO_EVALS * steps_per_epoch)))
-    return epochs * steps_per_epoch
-
-
-def use_xla(setting: str, training_tokens: int) -> bool:
-    """Resolves `jit_compile` ("on", "off", "auto") for a run that reads this many real steps."""
-    if setting != "auto":
-        return setting == "on"
-    chosen = training_tokens >= XLA_AUTO_MIN_TOKENS
-    logging.info("jit_compile=auto: XLA %s for about %d training tokens (on from %d)",
-                 "on" if chosen else "off", training_tokens, XLA_AUTO_MIN_TOKENS)
-    return chosen
 
 
 def _data_position(train_datasets, batches_drawn: int):
@@ -159,11 +84,6 @@ def _data_position(train_datasets, batches_drawn: int):
     return iterators
 
 
-def _next_stop(current: int, total: int, periods) -> int:
-    """The first step after `current` at which something is due (a multiple of a period, or the end)."""
-    return min([total] + [(current // p + 1) * p for p in periods if p > 0])
-
-
 def train_and_evaluate(config: Config) -> Dict[str, object]:
     """Trains, evaluates and exports as `config` says; returns the final report dict."""
     config = resolve_dirs(config)
@@ -175,10 +95,65 @@ def train_and_evaluate(config: Config) -> Dict[str, object]:
     if tc.op_determinism:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(tc.seed)
-    return _train_and_evaluate(config, strategy, worker, model_dir, work_dir)
+    run = _set_up(config, strategy, worker, model_dir, work_dir)
+    outcome = _train(run)
+    if not worker.is_chief:
+        with distribution.watch_peers(worker, run.progress):
+            distribution.finish_together(worker)  # until the chief has evaluated and exported
+        return {"steps": int(run.state.step), "trained_steps_this_run": outcome.trained_steps}
+    try:
+        return _finish(run, outcome)
+    finally:  # an export that fails still releases the workers (the chief reports the error)
+        with distribution.watch_peers(worker, run.progress):
+            distribution.finish_together(worker)
 
 
-def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_dir: str):
+@dataclasses.dataclass
+class _Run:
+    """What the parts of one run share, built once by `_set_up`."""
+
+    config: Config  # resolved: data-derived fields and auto rules filled in
+    prepared: object  # data.prepare.PreparedData
+    strategy: tf.distribute.Strategy
+    worker: object  # distribution.WorkerInfo
+    model_dir: str
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    train_datasets: list  # one per local replica
+    iterators: list  # over train_datasets, at the restored data position
+    rng: tf.random.Generator  # dropout masks; checkpointed
+    eval_ds: Optional[tf.data.Dataset]  # the hold-out, batched by length; None without one
+    eval_step: object  # trainer.steps.make_eval_step: batch -> (logits, weighted loss sum, weight)
+    state: actions.RunState
+    saver: actions.Saver
+    best: actions.BestKeeper
+    restored: Optional[str]  # the checkpoint this run resumed from
+    total_steps: int
+    steps_per_epoch: int
+    global_batch: int
+    eval_every: int
+
+    @property
+    def spec(self):
+        return self.prepared.spec
+
+    def progress(self):
+        """For a lost peer's message: where this worker got to, and where to resume."""
+        return int(self.state.step), self.saver.latest or self.restored
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """What the training loop hands to `_finish`."""
+
+    trained_steps: int  # optimizer steps taken by this process (not before a resume)
+    window: summaries.Throughput
+    history: list  # one dict per evaluation: {"step", metrics...}
+
+
+def _set_up(config: Config, strategy, worker, model_dir: str, work_dir: str) -> _Run:
+    """Prepares the data, resolves the auto rules, builds model, optimizer and pipelines and
+    restores the newest readable checkpoint (or adapts and warm-starts a fresh model)."""
     tc = config.train
     prepared = prepare_data(config.data, work_dir, tc.seed)  # each worker prepares its own copy
     spec = prepared.spec
@@ -186,16 +161,15 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
     for decision in decisions:
         logging.info("auto: %s", decision)
     config.save(work_dir)
-    mc = config.model
+    tc, mc = config.train, config.model
 
     replicas = strategy.num_replicas_in_sync
     local_replicas = max(1, replicas // worker.num_workers)
     num_train = prepared.splits["train"].num_records
     global_batch = config.data.batch_size * replicas * tc.grad_accum_steps
     steps_per_epoch = max(1, math.ceil(num_train / global_batch))
-    total_steps = training_steps(tc, num_train, steps_per_epoch)
-    eval_every = tc.eval_every_steps or eval_period(total_steps, steps_per_epoch)
-    save_every = tc.save_checkpoints_steps or eval_every
+    total_steps = schedule.training_steps(tc, num_train, steps_per_epoch)
+    eval_every = tc.eval_every_steps or schedule.eval_period(total_steps, steps_per_epoch)
 
     with strategy.scope():
         model = build_model(mc, tc.mixed_precision or "float32")
@@ -216,186 +190,164 @@ def _train_and_evaluate(config: Config, strategy, worker, model_dir: str, work_d
                             by_length=True)
                if eval_split and eval_split.num_records else None)
     rng = tf.random.Generator.from_seed(tc.seed)
-    step = tf.Variable(0, dtype=tf.int64, name="global_step")
-    better = higher_is_better(tc.early_stopping_metric)
-    best_value = tf.Variable(-np.inf if better else np.inf, dtype=tf.float64, name="best_value")
-    best_step = tf.Variable(-1, dtype=tf.int64, name="best_step")
-    evals_without_improvement = tf.Variable(0, dtype=tf.int64, name="evals_without_improvement")
-    stopped_early = tf.Variable(False, name="stopped_early")
-    checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=optimizer, step=step, rng=rng,
-        best_value=best_value, best_step=best_step,
-        evals_without_improvement=evals_without_improvement, stopped_early=stopped_early)
+    state = actions.RunState.create(higher_is_better(tc.early_stopping_metric))
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, rng=rng, **state.checkpoint_items())
     manager = checkpoints.open_manager(checkpoint, worker.checkpoint_dir(model_dir),
-                                       max_to_keep=tc.keep_checkpoint_max, step_counter=step)
-    best_checkpoint = tf.train.Checkpoint(model=model)  # its file name carries the step
-    best_manager = checkpoints.open_manager(
-        best_checkpoint, tf.io.gfile.join(work_dir, "best"), max_to_keep=1, step_counter=step)
+                                       max_to_keep=tc.keep_checkpoint_max, step_counter=state.step)
+    best = actions.BestKeeper(state, model, tf.io.gfile.join(work_dir, "best"), tc.early_stopping_metric,
+                              higher_is_better(tc.early_stopping_metric), tc.early_stopping_min_delta,
+                              enabled=worker.is_chief)
     if worker.num_workers > 1:
         restored = checkpoints.restore_agreed(
             checkpoint, manager, lambda value: distribution.min_over_workers(strategy, value))
     else:
         restored = checkpoints.restore_newest_readable(checkpoint, manager)
-    iterators = _data_position(train_datasets, int(step) * tc.grad_accum_steps)
+    iterators = _data_position(train_datasets, int(state.step) * tc.grad_accum_steps)
     if restored:
-        logging.info("resumed from %s at step %d", restored, int(step))
+        logging.info("resumed from %s at step %d", restored, int(state.step))
     else:
         _adapt(model, train_files, spec, config)
     if not restored and tc.warm_start_from:
         checkpoints.warm_start(model, tc.warm_start_from, tc.warm_start_vars, mc)
+    eval_step = make_eval_step(model, mc.resolved_head, element_spec=train_datasets[0].element_spec)
+    saver = actions.Saver(manager, tc.save_checkpoints_steps or eval_every, tc.save_checkpoints_secs, strategy)
+    return _Run(config=config, prepared=prepared, strategy=strategy, worker=worker, model_dir=model_dir,
+                model=model, optimizer=optimizer, train_datasets=train_datasets, iterators=iterators,
+                rng=rng, eval_ds=eval_ds, eval_step=eval_step,
+                state=state, saver=saver, best=best, restored=restored, total_steps=total_steps,
+                steps_per_epoch=steps_per_epoch, global_batch=global_batch, eval_every=eval_every)
 
+
+def _train(run: _Run) -> _Outcome:
+    """The loop: compiled chunks of steps, each ending where a log line, an evaluation or a
+    save is due; raises `preemption.Preempted` after SIGTERM (with a checkpoint there)."""
+    config, state, worker, strategy = run.config, run.state, run.worker, run.strategy
+    tc, mc, spec = config.train, config.model, run.spec
+    step, total_steps = state.step, run.total_steps
     # Multi-worker: the workers must stop at one step, so only between chunks (see StopSignal).
     stop_signal = preemption.StopSignal(in_loop=worker.num_workers == 1)
     class_weights = (None if mc.class_weighting == "none" else tf.constant(class_weights_from_counts(
         mc.class_counts, mc.class_weighting, head=mc.resolved_head, num_examples=mc.num_train_examples),
         tf.float32))
     train_loop = TrainLoop(
-        model, optimizer, mc.resolved_head, strategy=strategy, iterators=iterators, rng=rng, step=step,
-        clip_norm=tc.clip_norm, label_smoothing=mc.resolved_label_smoothing, class_weights=class_weights,
-        element_spec=train_datasets[0].element_spec, grad_accum_steps=tc.grad_accum_steps,
-        jit_compile=use_xla(tc.jit_compile, total_steps * global_batch * rules.median_length(spec)),
+        run.model, run.optimizer, mc.resolved_head, strategy=strategy,
+        iterators=run.iterators, rng=run.rng, step=step, clip_norm=tc.clip_norm, label_smoothing=mc.resolved_label_smoothing,
+        class_weights=class_weights, element_spec=run.train_datasets[0].element_spec,
+        grad_accum_steps=tc.grad_accum_steps,
+        jit_compile=schedule.use_xla(tc.jit_compile, total_steps * run.global_batch * rules.median_length(spec)),
         stop=stop_signal.variable)
-    eval_step = make_eval_step(model, mc.resolved_head, element_spec=train_datasets[0].element_spec)
-    writers = summaries.Writers(model_dir, enabled=worker.is_chief)
+    writers = summaries.Writers(run.model_dir, enabled=worker.is_chief)
     writers.hparams(config)
-    writers.skipped_records(prepared, step=int(step))
+    writers.skipped_records(run.prepared, step=int(step))
     tuning = summaries.TuningReporter(tc.early_stopping_metric, enabled=worker.is_chief)
-
-    def save(checkpoint_number: int) -> None:
-        manager.save(checkpoint_number=checkpoint_number)
-        save.last, save.step = time.time(), checkpoint_number
-    save.last, save.step = time.time(), None
-
-    history = []
-    trained_steps = 0
-    window = summaries.Throughput()
     if worker.is_chief:
-        print(f"training {num_train} sequences on {describe_devices(strategy, worker.num_workers)}, "
-              f"{steps_per_epoch} steps/epoch of {global_batch} ({replicas} replicas x "
-              f"{tc.grad_accum_steps} micro-batches), up to {total_steps} steps; model dir {model_dir}")
+        print(f"training {run.prepared.splits['train'].num_records} sequences on "
+              f"{describe_devices(strategy, worker.num_workers)}, {run.steps_per_epoch} steps/epoch of "
+              f"{run.global_batch} ({strategy.num_replicas_in_sync} replicas x {tc.grad_accum_steps} "
+              f"micro-batches), up to {total_steps} steps; model dir {run.model_dir}")
+    evaluating = run.eval_ds is not None
+    evaluations = math.ceil(total_steps / run.eval_every) if evaluating else 0
+    early_stopping = actions.EarlyStopping(state, schedule.patience_for(tc, evaluations) if evaluating else 0)
     # One display for the whole run (trainer/progress.py): in place on a terminal, a line per
     # tenth of the run (or 30 s) in a log.
-    evaluations = math.ceil(total_steps / eval_every) if eval_ds is not None else 0
-    patience = patience_for(tc, evaluations) if eval_ds is not None else 0
     display = Progress(total_steps, start_step=int(step), enabled=worker.is_chief, evaluations=evaluations)
+    outcome = _Outcome(trained_steps=0, window=summaries.Throughput(), history=[])
     loop_started = time.time()
-    periods = (tc.log_step_count_steps, eval_every if eval_ds is not None else 0, save_every, steps_per_epoch)
-    def progress():  # for a lost peer's message: where this worker got to, where to resume
-        return int(step), manager.latest_checkpoint or restored
+    periods = (tc.log_step_count_steps, run.eval_every if evaluating else 0, run.saver.every_steps,
+               run.steps_per_epoch)
+
+    def on_evaluation(current: int) -> None:
+        result, metrics = actions.evaluate(run.eval_step, run.eval_ds, mc, spec.labels)
+        writers.evaluation(result, metrics.confusion_matrix(), spec.labels, step=current)
+        tuning.report(result, current)
+        outcome.history.append({"step": current, **result})
+        improved = run.best(result, current)
+        metric, best_value, best_step = tc.early_stopping_metric, float(state.best_value), int(state.best_step)
+        display.evaluation(
+            f"  eval step {current}: " + report.format_metrics(result) + f" (best {metric} "
+            f"{best_value:.4f} at step {best_step})",
+            summary=f"eval {metric} {result[metric]:.4f}, best {best_value:.4f} @ {best_step}",
+            improved=improved)
+        if early_stopping():
+            display.note(f"  early stop at step {current} of {total_steps}: no {metric} improvement "
+                         f"in {early_stopping.patience} evaluations (best at step {best_step})")
 
     # SIGTERM: save at the end of the chunk in flight and exit; a lost peer: one clear error.
-    with stop_signal, distribution.watch_peers(worker, progress), display:
-        while int(step) < total_steps and not bool(stopped_early):
+    with stop_signal, distribution.watch_peers(worker, run.progress), display:
+        while int(step) < total_steps and not bool(state.stopped_early):
             current = int(step)
             started = time.perf_counter()
-            train_loop(_next_stop(current, total_steps, periods) - current)
+            train_loop(schedule.next_stop(current, total_steps, periods) - current)
             stats = train_loop.stats.read_and_reset()  # the one host sync of the chunk
-            window.add(stats["sequences"], stats["tokens"], time.perf_counter() - started,
-                       stats["padding_share"])
-            bad_step = int(train_loop.stats.nonfinite_step.numpy())
-            if bad_step >= 0:  # checked before any save, so a NaN is never checkpointed
-                raise FloatingPointError(
-                    f"loss became NaN or Inf at step {bad_step}; nothing was saved after it, the last good "
-                    f"checkpoint is {manager.latest_checkpoint or '(none yet)'}")
-            trained_steps += int(step) - current
+            outcome.window.add(stats["sequences"], stats["tokens"], time.perf_counter() - started,
+                               stats["padding_share"])
+            actions.check_finite(train_loop.stats, run.saver.latest)
+            outcome.trained_steps += int(step) - current
             current = int(step)
-            display.update(current, stats["loss"], window.sequences_per_second(), window.tokens_per_second())
+            display.update(current, stats["loss"], outcome.window.sequences_per_second(),
+                           outcome.window.tokens_per_second())
             if current % tc.log_step_count_steps == 0 or current == total_steps:
-                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-                    stats["loss_scale"] = float(optimizer.dynamic_scale)
-                    # Steps whose scaled gradients overflowed were skipped: they never reached the
-                    # inner optimizer.
-                    stats["overflow_skipped_steps"] = current - int(optimizer.inner_optimizer.iterations)
-                writers.train(stats, float(optimizer.learning_rate), window, step=current)
-            if eval_ds is not None and (current % eval_every == 0 or current == total_steps):
-                result, metrics = evaluate(eval_step, eval_ds, mc, spec.labels)
-                writers.evaluation(result, metrics.confusion_matrix(), spec.labels, step=current)
-                tuning.report(result, current)
-                history.append({"step": current, **result})
-                value = result[tc.early_stopping_metric]
-                delta = (value - float(best_value)) if better else (float(best_value) - value)
-                improved = delta > tc.early_stopping_min_delta or int(best_step) < 0
-                if improved:
-                    best_value.assign(value)
-                    best_step.assign(current)
-                    evals_without_improvement.assign(0)
-                    if worker.is_chief:
-                        best_manager.save(checkpoint_number=current)
-                else:
-                    evals_without_improvement.assign_add(1)
-                metric = tc.early_stopping_metric
-                display.evaluation(
-                    f"  eval step {current}: " + report.format_metrics(result) + f" (best {metric} "
-                    f"{float(best_value):.4f} at step {int(best_step)})",
-                    summary=f"eval {metric} {value:.4f}, best {float(best_value):.4f} @ {int(best_step)}",
-                    improved=improved)
-                if patience and int(evals_without_improvement) >= patience:
-                    stopped_early.assign(True)
-                    display.note(f"  early stop at step {current} of {total_steps}: no {metric} "
-                                 f"improvement in {patience} evaluations (best at step {int(best_step)})")
-            secs_due = tc.save_checkpoints_secs > 0 and distribution.agree(
-                strategy, time.time() - save.last >= tc.save_checkpoints_secs)
-            if current % save_every == 0 or current == total_steps or bool(stopped_early) or secs_due:
-                save(current)
+                writers.train(_with_loss_scale(stats, run.optimizer, current),
+                              float(run.optimizer.learning_rate), outcome.window, step=current)
+            if evaluating and (current % run.eval_every == 0 or current == total_steps):
+                on_evaluation(current)
+            run.saver.save_if_due(current, final=current == total_steps or bool(state.stopped_early))
             if distribution.agree(strategy, stop_signal.requested):
                 writers.flush()
-                raise _preempted(save, manager, restored, current, trained_steps)
+                raise _preempted(run, current, outcome.trained_steps)
     writers.flush()
-    if trained_steps and not manager.latest_checkpoint:
-        save(int(step))
-    window.train_seconds = time.time() - loop_started
-    if not worker.is_chief:
-        with distribution.watch_peers(worker, progress):
-            distribution.finish_together(worker)  # until the chief has evaluated and exported
-        return {"steps": int(step), "trained_steps_this_run": trained_steps}
-    try:
-        return _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_checkpoint,
-                       best_value, best_step, stopped_early, step, trained_steps, window, history,
-                       train_datasets[0])
-    finally:  # an export that fails still releases the workers (the chief reports the error)
-        with distribution.watch_peers(worker, progress):
-            distribution.finish_together(worker)
+    if outcome.trained_steps and not run.saver.latest:
+        run.saver.save(int(step))
+    outcome.window.train_seconds = time.time() - loop_started
+    return outcome
 
 
-def _preempted(save, manager, restored: Optional[str], current: int, trained_steps: int) -> preemption.Preempted:
+def _with_loss_scale(stats: Dict[str, float], optimizer, current: int) -> Dict[str, float]:
+    """The chunk's stats, plus the loss scale and overflow-skipped steps under mixed_float16."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        stats["loss_scale"] = float(optimizer.dynamic_scale)
+        # Steps whose scaled gradients overflowed were skipped: they never reached the inner optimizer.
+        stats["overflow_skipped_steps"] = current - int(optimizer.inner_optimizer.iterations)
+    return stats
+
+
+def _preempted(run: _Run, current: int, trained_steps: int) -> preemption.Preempted:
     """After SIGTERM: saves step `current` unless it is saved already, logs one line, returns the
     exception that ends the run (exit code 143 from the command line)."""
-    if trained_steps and save.step != current:
-        save(current)
-    path = manager.latest_checkpoint if trained_steps else restored
+    if trained_steps and run.saver.last_step != current:
+        run.saver.save(current)
+    path = run.saver.latest if trained_steps else run.restored
     stopped = preemption.Preempted(current, path)
     logging.warning("%s", stopped)
     return stopped
 
 
-def _finish(config, model, eval_step, eval_ds, prepared, best_manager, best_checkpoint, best_value,
-            best_step, stopped_early, step, trained_steps, window, history, sample_ds):
+def _finish(run: _Run, outcome: _Outcome) -> Dict[str, object]:
     """Chief only: restores the best weights, evaluates them, exports, writes metrics.json."""
-    tc, mc, spec = config.train, config.model, prepared.spec
-    if eval_ds is None and not best_manager.latest_checkpoint:
-        best_manager.save(checkpoint_number=int(step))  # no eval: the last weights are the best known
-    best_path = best_manager.latest_checkpoint
-    if best_path:
-        best_checkpoint.restore(best_path).expect_partial()
-    final = {"best_checkpoint": best_path, "steps": int(step), "trained_steps_this_run": trained_steps,
-             "train_seconds": window.train_seconds, "sequences_per_second": window.overall_sequences_per_second(),
-             "tokens_per_second": window.overall_tokens_per_second(), "history": history,
-             "stopped_early": bool(stopped_early)}
-    if int(best_step) >= 0:
-        final["best"] = {"metric": tc.early_stopping_metric, "value": float(best_value), "step": int(best_step)}
-    if eval_ds is not None:
-        final["eval"], metrics = evaluate(eval_step, eval_ds, mc, spec.labels)
+    config, state, spec, prepared = run.config, run.state, run.spec, run.prepared
+    tc, mc = config.train, config.model
+    best_path = run.best.restore_best(evaluated=run.eval_ds is not None)
+    final = {"best_checkpoint": best_path, "steps": int(state.step),
+             "trained_steps_this_run": outcome.trained_steps, "train_seconds": outcome.window.train_seconds,
+             "sequences_per_second": outcome.window.overall_sequences_per_second(),
+             "tokens_per_second": outcome.window.overall_tokens_per_second(), "history": outcome.history,
+             "stopped_early": bool(state.stopped_early)}
+    if int(state.best_step) >= 0:
+        final["best"] = {"metric": tc.early_stopping_metric, "value": float(state.best_value),
+                         "step": int(state.best_step)}
+    if run.eval_ds is not None:
+        final["eval"], metrics = actions.evaluate(run.eval_step, run.eval_ds, mc, spec.labels)
         final["predictions"] = report.prediction_details("eval", metrics)
     test_split = prepared.splits.get("test")
     if test_split and test_split.num_records:
         test_ds = make_dataset(test_split.files, spec, config.data, training=False, seed=tc.seed,
                                by_length=True)
-        final["test"], metrics = evaluate(eval_step, test_ds, mc, spec.labels)
+        final["test"], metrics = actions.evaluate(run.eval_step, test_ds, mc, spec.labels)
         final["predictions"] = report.prediction_details("test", metrics)
     # Export checks read held-out batches in file order (a first batch of mixed lengths).
     held_out = (make_dataset(prepared.splits["eval"].files, spec, config.data, training=False,
-                             seed=tc.seed) if eval_ds is not None else sample_ds)
-    final["export"] = _export(model, spec, config, held_out)
+                             seed=tc.seed) if run.eval_ds is not None else run.train_datasets[0])
+    final["export"] = _export(run.model, spec, config, held_out)
     report.write_metrics(tc.model_dir, final)
     summaries.write_final_metrics(tc.model_dir, final)
     from export.run_report import try_write_report  # export/ sits downstream of the trainer
