@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -33,6 +32,8 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 import tensorflow as tf
 from tensorflow.python.eager import context  # the coordination-service barrier has no public API
+
+from trainer import environment
 
 # How long the other workers wait at the end for the chief's test evaluation and export.
 FINISH_TIMEOUT_SECS = 3600
@@ -82,28 +83,10 @@ class WorkerInfo:
         return tf.io.gfile.join(model_dir, "workers", f"worker-{self.task_index}")
 
 
-def tf_config_from_cluster_spec(cluster_spec: str) -> dict:
-    """Vertex AI's `CLUSTER_SPEC` JSON -> the `TF_CONFIG` dict (workerpool0 is the chief)."""
-    spec = json.loads(cluster_spec)
-    pools = spec["cluster"]
-    # workerpool0 holds the chief, workerpool1 the other workers; 2 (servers) and 3 (evaluators)
-    # have no part in a MultiWorkerMirroredStrategy job.
-    workers = list(pools.get("workerpool0", [])) + list(pools.get("workerpool1", []))
-    task = spec["task"]
-    if task["type"] not in ("workerpool0", "workerpool1"):
-        raise ValueError(f"CLUSTER_SPEC task type {task['type']!r}: this trainer runs only in "
-                         "workerpool0 (chief) and workerpool1 (workers)")
-    offset = 0 if task["type"] == "workerpool0" else len(pools.get("workerpool0", []))
-    return {"cluster": {"worker": workers}, "task": {"type": "worker", "index": offset + int(task["index"])},
-            "environment": spec.get("environment", "cloud")}
-
-
 def read_tf_config() -> Optional[dict]:
-    """TF_CONFIG as a dict, setting it from CLUSTER_SPEC when only that is given; None if neither."""
-    if not os.environ.get("TF_CONFIG") and os.environ.get("CLUSTER_SPEC"):
-        os.environ["TF_CONFIG"] = json.dumps(tf_config_from_cluster_spec(os.environ["CLUSTER_SPEC"]))
-    text = os.environ.get("TF_CONFIG")
-    return json.loads(text) if text else None
+    """TF_CONFIG as a dict (from CLUSTER_SPEC when only that is given, and then published as
+    TF_CONFIG for TensorFlow's resolver); None if neither is set. See `trainer.environment`."""
+    return environment.tf_config()
 
 
 def worker_info(tf_config: Optional[dict]) -> WorkerInfo:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 from typing import Dict, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from trainer import environment
 
 
 class Throughput:
@@ -65,7 +66,7 @@ _NOT_HPARAMS = ("model_dir", "export_dir")
 
 
 def summary_root(model_dir: str) -> str:
-    return os.environ.get("AIP_TENSORBOARD_LOG_DIR") or model_dir
+    return environment.tensorboard_dir() or model_dir
 
 
 def hparam_values(config) -> Dict[str, object]:
@@ -176,10 +177,10 @@ class TuningReporter:
     """
 
     def __init__(self, metric: str, enabled: bool = True):
-        self._metric = os.environ.get("CLOUD_ML_HP_METRIC_TAG", metric)
+        self._metric = environment.hp_metric_tag(metric)
         self._source = metric
         self._hypertune = None
-        wanted = enabled and ("CLOUD_ML_HP_METRIC_TAG" in os.environ or "CLOUD_ML_HP_METRIC_FILE" in os.environ)
+        wanted = enabled and environment.in_tuning_trial()
         if wanted:
             try:
                 import hypertune

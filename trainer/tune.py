@@ -33,19 +33,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import keras_tuner
 import tensorflow as tf
-from keras_tuner.src.distribute import utils as dist_utils
 
 from data.config import AUTO_EVAL_FRACTION
 from trainer import config as config_lib
-from trainer import task, tuning_space
+from trainer import environment, flags, tuning_space
 
 PROJECT = "search"
 RESULTS_CSV, RESULTS_JSON, BEST_JSON = "results.csv", "results.json", "best.json"
 TRIAL_CONFIG, TRIAL_SUMMARY, TRIAL_LOG = "trial_config.json", "summary.json", "train.log"
-# Variables meant for the tuner process, not for the trainer of one trial: a trial is one
-# single-machine run, never a Vertex tuning trial or a multi-worker job of its own.
-_TRIAL_ENV_DROP = ("TF_CONFIG", "CLUSTER_SPEC", "CLOUD_ML_HP_METRIC_TAG", "CLOUD_ML_HP_METRIC_FILE",
-                   "AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,17 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
 def direction_for(objective: str, direction: str) -> str:
     if direction != "auto":
         return direction
-    from trainer.train import higher_is_better  # the rule that picks each trial's best checkpoint
+    from trainer.config import higher_is_better  # the rule that picks each trial's best checkpoint
 
     return "max" if higher_is_better(objective) else "min"
 
 
 def explicit_fields(argv: Sequence[str]) -> List[str]:
     """Trainer fields the user set on the command line or in `--config`: those stay fixed."""
-    args, _ = task.build_parser().parse_known_args(list(argv))
-    names = set(vars(args)) - set(task.COMMAND_FLAGS)
+    args, _ = flags.build_parser().parse_known_args(list(argv))
+    names = set(vars(args)) - set(flags.COMMAND_FLAGS)
     if "config" in vars(args):
-        for key, value in task._read_config_file(args.config).items():
+        for key, value in flags.read_config_file(args.config).items():
             if key in config_lib.SECTIONS and isinstance(value, dict):  # nested by section
                 names |= {k.replace("-", "_") for k in value}
             else:
@@ -150,7 +145,8 @@ def run_trainer(config: config_lib.Config, run_dir: str, timeout_secs: int = 0) 
     tf.io.gfile.makedirs(run_dir)
     config_path = tf.io.gfile.join(run_dir, TRIAL_CONFIG)
     _write_json(config_path, tuning_space.to_flat_dict(config))
-    env = {k: v for k, v in os.environ.items() if k not in _TRIAL_ENV_DROP and not k.startswith("KERASTUNER_")}
+    # A trial is one single-machine run, never a Vertex tuning trial or a multi-worker job of its own.
+    env = environment.without_run_variables()
     package_root = str(pathlib.Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     command = [sys.executable, "-m", "trainer.trial_process", str(os.getpid()), "--config", config_path]
@@ -389,14 +385,9 @@ def set_kerastuner_env_from_tf_config(environ=os.environ) -> bool:
     """
     if "KERASTUNER_ORACLE_IP" in environ:
         return False
-    text = environ.get("TF_CONFIG")
-    if not text and environ.get("CLUSTER_SPEC"):
-        from trainer.distribution import tf_config_from_cluster_spec
-
-        text = json.dumps(tf_config_from_cluster_spec(environ["CLUSTER_SPEC"]))
-    if not text:
+    tf_config = environment.tf_config(environ, publish=False)
+    if not tf_config:
         return False
-    tf_config = json.loads(text)
     cluster, me = tf_config.get("cluster", {}), tf_config.get("task", {})
     chief_type = next((t for t in ("chief", "master") if cluster.get(t)), "worker")
     tasks = [(t, i) for t in sorted(cluster) for i in range(len(cluster[t])) if t not in ("ps", "evaluator")]
@@ -417,7 +408,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, trainer_argv = build_parser().parse_known_args(argv)
     if args.max_trials < 1:  # keras-tuner reads 0 as "no limit"
         raise SystemExit(f"--max-trials must be >= 1, got {args.max_trials}")
-    base = task.parse_config(trainer_argv)
+    base = flags.parse_config(trainer_argv)
     objective = args.objective or base.train.early_stopping_metric
     if args.direction not in ("auto", direction_for(objective, "auto")):
         logging.warning("--direction %s for %s: each trial still keeps the checkpoint the trainer's own "
@@ -432,7 +423,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if set_kerastuner_env_from_tf_config():
         logging.info("distributed tuning from TF_CONFIG as %s (oracle %s:%s)", os.environ["KERASTUNER_TUNER_ID"],
                      os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
-    is_worker = dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
+    is_worker = environment.tuner_role() == "worker"
     tf.io.gfile.makedirs(args.tuning_dir)
     oracle = make_oracle(args, objective, hyperparameters, base.train.seed)
     tuner = TrainerTuner(oracle, base, objective, trial_timeout_secs=args.trial_timeout_secs,

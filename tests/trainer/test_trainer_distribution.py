@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from trainer import distribution
+from trainer import distribution, environment
 from trainer_testlib import command, max_difference, model_weights, tiny_data, tiny_flags, worker_envs
 
 STEPS = 4
@@ -17,7 +17,7 @@ STEPS = 4
 def test_cluster_spec_becomes_tf_config():
     spec = {"cluster": {"workerpool0": ["a:1"], "workerpool1": ["b:2", "c:3"], "workerpool2": ["ps:4"]},
             "task": {"type": "workerpool1", "index": 1}, "environment": "cloud"}
-    tf_config = distribution.tf_config_from_cluster_spec(json.dumps(spec))
+    tf_config = environment.tf_config_from_cluster_spec(json.dumps(spec))
     assert tf_config["cluster"] == {"worker": ["a:1", "b:2", "c:3"]}
     assert tf_config["task"] == {"type": "worker", "index": 2}
     info = distribution.worker_info(tf_config)
@@ -26,7 +26,7 @@ def test_cluster_spec_becomes_tf_config():
                                       "task": {"type": "chief", "index": 0}})
     assert (chief.num_workers, chief.task_index, chief.is_chief) == (2, 0, True)
     with pytest.raises(ValueError, match="workerpool2"):
-        distribution.tf_config_from_cluster_spec(json.dumps({**spec, "task": {"type": "workerpool2", "index": 0}}))
+        environment.tf_config_from_cluster_spec(json.dumps({**spec, "task": {"type": "workerpool2", "index": 0}}))
 
 
 def test_no_cluster_means_the_default_strategy(monkeypatch):
