@@ -19,7 +19,7 @@ import time
 
 import tensorflow as tf
 
-from trainer.task import parse_config
+from trainer.flags import parse_config
 from trainer.train import train_and_evaluate
 
 # Published test accuracies on the standard split, as the project's benchmark issue quotes them.

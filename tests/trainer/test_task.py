@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from trainer import config as config_lib
-from trainer.task import build_parser, parse_config
+from trainer.flags import build_parser, parse_config
 
 README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 
@@ -99,7 +99,7 @@ def test_underscore_spellings_as_vertex_tuning_passes_them():
 
 def test_jit_compile_auto_turns_xla_on_only_for_runs_long_enough_to_repay_compiling():
     from trainer.config import XLA_AUTO_MIN_TOKENS
-    from trainer.train import use_xla
+    from trainer.schedule import use_xla
 
     assert parse_config([]).train.jit_compile == "auto"
     assert parse_config(["--jit-compile", "on"]).train.jit_compile == "on"
@@ -113,7 +113,7 @@ def test_jit_compile_auto_turns_xla_on_only_for_runs_long_enough_to_repay_compil
 
 def test_num_epochs_zero_adapts_to_the_number_of_training_sequences():
     from trainer.config import AUTO_MIN_STEPS, TrainConfig
-    from trainer.train import eval_period, training_steps
+    from trainer.schedule import eval_period, training_steps
 
     assert parse_config([]).train.num_epochs == 0
     auto = TrainConfig()
@@ -129,7 +129,7 @@ def test_num_epochs_zero_adapts_to_the_number_of_training_sequences():
 
 def test_auto_patience_is_a_fifth_of_the_planned_evaluations():
     from trainer.config import TrainConfig
-    from trainer.train import patience_for
+    from trainer.schedule import patience_for
 
     assert TrainConfig().early_stopping_patience == -1
     assert patience_for(TrainConfig(), 26) == 6      # GeneFamilies' CV fold: 26 evaluations

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from data.config import bundled_paths
 from trainer import config as config_lib
-from trainer.task import parse_config
+from trainer.flags import parse_config
 
 # Runs `python -m trainer.task ARGS` with the export step stubbed out.
 RUN_WITHOUT_EXPORT = (
