@@ -19,7 +19,7 @@ import tensorflow as tf
 from data import bad_records as br
 from data.config import DataConfig
 from data.decode import FieldNames, decode
-from data.readers import RawRecord
+from data.raw_record import RawRecord
 from data.spec import INPUT_KINDS, TARGET_KINDS
 from data.tokenizer import tokenize
 
