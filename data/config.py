@@ -2,6 +2,8 @@
 
 The trainer turns each field into a flag (`train_data` -> `--train-data`), so names are stable
 and every default works: with no flags at all the bundled JapaneseVowels data set is used.
+A field whose value changes what `data.prepare` writes is declared with `_prepares(default)`:
+that mark alone puts it into the preparation's fingerprint, which a resume must match.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ LONG_SEQUENCE_POLICIES = ("truncate", "reject")
 # (bench/real_data_results.md).
 AUTO_EVAL_FRACTION = 0.1
 AUTO_EVAL_MIN_RECORDS = 500
+# Field metadata key: the field changes what `data.prepare` writes (the prepared records,
+# vocabulary or statistics), so a model dir prepared with another value cannot be reused.
+PREPARES_DATA = "prepares_data"
+
+
+def _prepares(default):
+    """A field whose value is part of the preparation's fingerprint (see `PREPARES_DATA`)."""
+    return dataclasses.field(default=default, metadata={PREPARES_DATA: True})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,32 +82,32 @@ class DataConfig:
       csv_delimiter: "" picks by suffix (`,` for .csv, tab for .tsv).
     """
 
-    train_data: str = ""
-    eval_data: str = ""
-    test_data: str = ""
-    eval_fraction: float = -1.0
-    input_field: str = ""
-    target_field: str = ""
-    weight_field: str = "weight"
-    id_field: str = "id"
-    length_field: str = "length"
-    labels: str = ""
+    train_data: str = _prepares("")
+    eval_data: str = _prepares("")
+    test_data: str = _prepares("")
+    eval_fraction: float = _prepares(-1.0)
+    input_field: str = _prepares("")
+    target_field: str = _prepares("")
+    weight_field: str = _prepares("weight")
+    id_field: str = _prepares("id")
+    length_field: str = _prepares("length")
+    labels: str = _prepares("")
     batch_size: int = 32
     bucketing: bool = True
     num_buckets: int = 10
-    max_length: int = 0
-    long_sequences: str = "truncate"
+    max_length: int = _prepares(0)
+    long_sequences: str = _prepares("truncate")
     skip_bad_records: bool = False
     max_skipped_fraction: float = 0.01
     shuffle_buffer: int = 10000
     cache: bool = True
     cache_max_mb: float = 64.0
     deterministic: bool = True
-    num_oov_buckets: int = 1
-    min_token_count: int = 1
-    max_vocab_size: int = 0
-    lowercase: bool = True
-    csv_delimiter: str = ""
+    num_oov_buckets: int = _prepares(1)
+    min_token_count: int = _prepares(1)
+    max_vocab_size: int = _prepares(0)
+    lowercase: bool = _prepares(True)
+    csv_delimiter: str = _prepares("")
 
     def __post_init__(self):
         if not (0.0 <= self.eval_fraction < 1.0 or self.eval_fraction == -1.0):
@@ -142,6 +152,11 @@ class DataConfig:
         if self.test_data:
             return self.test_data
         return bundled_paths()["test"] if not self.train_data else ""
+
+
+def preparation_fields() -> Tuple[str, ...]:
+    """The names of the `DataConfig` fields marked `PREPARES_DATA`, in field order."""
+    return tuple(f.name for f in dataclasses.fields(DataConfig) if f.metadata.get(PREPARES_DATA))
 
 
 def split_patterns(patterns: str) -> Tuple[str, ...]:

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from data import bad_records as br
 from data import canonical
-from data.config import AUTO_EVAL_FRACTION, AUTO_EVAL_MIN_RECORDS, DataConfig, split_patterns
+from data.config import AUTO_EVAL_FRACTION, AUTO_EVAL_MIN_RECORDS, DataConfig, preparation_fields, split_patterns
 from data.readers import expand_patterns, read_file
 from data.records import Example, RecordValidator
 from data.spec import DataSpec
@@ -37,12 +37,6 @@ PREPARED_DIR = "prepared"
 MANIFEST_FILE = "manifest.json"
 RECORDS_PER_SHARD = 10000
 MANIFEST_VERSION = 1
-
-# Config fields that change what preparation writes; a resume must agree on them.
-_PREPARATION_FIELDS = (
-    "train_data", "eval_data", "test_data", "eval_fraction", "input_field", "target_field",
-    "weight_field", "id_field", "length_field", "labels", "max_length", "long_sequences",
-    "num_oov_buckets", "min_token_count", "max_vocab_size", "lowercase", "csv_delimiter")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,7 +293,7 @@ def _log_truncated(split: str, truncated: int, max_length: int) -> None:
 # Manifest and resume ------------------------------------------------------------------------
 
 def _settings(config: DataConfig, seed: int) -> dict:
-    settings = {name: getattr(config, name) for name in _PREPARATION_FIELDS}
+    settings = {name: getattr(config, name) for name in preparation_fields()}
     settings["seed"] = seed
     return settings
 

@@ -5,7 +5,9 @@ import pytest
 import tensorflow as tf
 
 from data_testlib import dense_records, write_csv, write_jsonl
-from data.config import DataConfig, bundled_paths
+import dataclasses
+
+from data.config import PREPARES_DATA, DataConfig, bundled_paths
 from data.pipeline import make_dataset
 from data.prepare import prepare_data, prepare_files, read_manifest
 from data.spec import DataSpec
@@ -66,6 +68,38 @@ def test_resume_reuses_prepared_data_without_sources(tmp_path):
     assert second.reused and second.spec == first.spec and second.splits == first.splits
     with pytest.raises(ValueError, match="eval_fraction"):
         prepare_data(DataConfig(train_data=train, eval_fraction=0.5), model_dir, seed=3)
+
+
+# A value other than the default for each field (validated by DataConfig), by type or by name.
+_OTHER_VALUE = {"eval_fraction": 0.5, "long_sequences": "reject", "csv_delimiter": ";"}
+
+
+def _other_value(field):
+    if field.name in _OTHER_VALUE:
+        return _OTHER_VALUE[field.name]
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    others = {"bool": lambda v: not v, "int": lambda v: v + 1, "float": lambda v: v / 2, "str": lambda v: "other"}
+    return others[kind](field.default)
+
+
+def test_every_field_marked_as_preparing_data_refuses_a_stale_resume(tmp_path):
+    """A resume that changes a field marked PREPARES_DATA is refused with the field named; one
+    that changes any other data field reuses the prepared data (the mark is the only list)."""
+    train = write_jsonl(tmp_path / "train.jsonl", dense_records(30))
+    config = DataConfig(train_data=train)
+    model_dir = str(tmp_path / "model")
+    prepare_data(config, model_dir, seed=3)
+    marked = [f for f in dataclasses.fields(DataConfig) if f.metadata.get(PREPARES_DATA)]
+    assert {"train_data", "max_length", "min_token_count", "lowercase"} <= {f.name for f in marked}
+    for field in dataclasses.fields(DataConfig):
+        if field.name == "train_data":
+            continue  # set above; its change is the case of test_resume_reuses_prepared_data_without_sources
+        changed = dataclasses.replace(config, **{field.name: _other_value(field)})
+        if field in marked:
+            with pytest.raises(ValueError, match=f"other data settings.*'{field.name}'"):
+                prepare_data(changed, model_dir, seed=3)
+        else:
+            assert prepare_data(changed, model_dir, seed=3).reused, field.name
 
 
 def test_statistics_over_real_steps_of_the_train_split(tmp_path):
