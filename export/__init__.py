@@ -74,16 +74,23 @@ def texts_from_token_ids(token_ids: np.ndarray, lengths: np.ndarray, spec) -> Li
     return texts
 
 
+# TrainConfig field -> ExportOptions field: the run's export settings (its seed seeds the MC
+# samples). A field the run does not have keeps ExportOptions' own default.
+TRAIN_FIELDS = {"export_formats": "formats", "export_quantize": "quantize",
+                "export_mc_samples": "mc_samples", "seed": "mc_seed"}
+
+
 def options_from_train_config(train, **overrides) -> ExportOptions:
-    """`ExportOptions` from a `TrainConfig` (or any object/dict with its export fields)."""
-    get = train.get if isinstance(train, dict) else lambda key, default: getattr(train, key, default)
-    formats = tuple(f for f in str(get("export_formats", "saved_model,tflite")).split(",") if f)
-    values = dict(formats=formats, quantize=bool(get("export_quantize", False)),
-                  mc_samples=int(get("export_mc_samples", 20)), mc_seed=int(get("seed", 0)))
-    values.update(overrides)
+    """`ExportOptions` from a `TrainConfig`, or the "train" dict of a run's config.json."""
+    values = train if isinstance(train, dict) else {name: getattr(train, name) for name in TRAIN_FIELDS
+                                                    if hasattr(train, name)}
+    options = {TRAIN_FIELDS[name]: value for name, value in values.items() if name in TRAIN_FIELDS}
+    if "formats" in options:
+        options["formats"] = tuple(f for f in str(options["formats"]).split(",") if f)
+    options.update(overrides)
     from export.saved_model import ExportOptions
 
-    return ExportOptions(**values)
+    return ExportOptions(**options)
 
 
 def export_model(model, spec, config, sample_dataset, *, options: Optional[ExportOptions] = None,

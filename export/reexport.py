@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
-from typing import Dict, Optional
+from typing import Dict
 
 import tensorflow as tf
 
@@ -27,6 +28,7 @@ from export.run_report import try_write_report
 from export.saved_model import export_saved_model
 from models import ModelConfig, build_model
 
+logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 
 
@@ -91,7 +93,12 @@ def reexport(model_dir: str, export_dir: str = "", **option_overrides) -> Dict[s
     export_dir = (export_dir or os.environ.get("AIP_MODEL_DIR", "") or train.get("export_dir", "")
                   or tf.io.gfile.join(model_dir, "export"))
     known = {f.name for f in dataclasses.fields(DataConfig)}
-    data_config = DataConfig(**{k: v for k, v in config.get("data", {}).items() if k in known})
+    data_values = config.get("data", {})
+    unknown = sorted(set(data_values) - known)
+    if unknown:  # a run of another version of the package: its other fields still apply
+        logger.warning("%s: config.json's data fields %s are not DataConfig fields of this version; "
+                       "ignored", model_dir, unknown)
+    data_config = DataConfig(**{k: v for k, v in data_values.items() if k in known})
     dataset = make_dataset(held_out_files(model_dir), spec, data_config, training=False,
                            seed=int(train.get("seed", 0)))
     options = options_from_train_config(train, **option_overrides)

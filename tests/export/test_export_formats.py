@@ -48,3 +48,18 @@ def test_largest_diff_reads_only_the_named_outputs_of_each_signature():
     assert largest_diff(report) == 4e-6
     assert largest_diff(report, ("classes",)) == 3.0
     assert largest_diff({}) == 0.0
+
+
+def test_export_options_come_from_the_runs_train_fields_and_defaults_agree():
+    from export import options_from_train_config
+
+    train = TrainConfig(export_formats="saved_model", export_quantize=True, export_mc_samples=7, seed=5)
+    expected = dict(formats=("saved_model",), quantize=True, mc_samples=7, mc_seed=5)
+    got = options_from_train_config(train)
+    assert {name: getattr(got, name) for name in expected} == expected
+    # config.json's "train" dict gives the same options; an override wins.
+    as_dict = options_from_train_config(dataclasses.asdict(train), quantize=False)
+    assert dataclasses.replace(got, quantize=False) == as_dict
+    # A run's config without export fields (another version's) exports as a default run would.
+    defaults = TrainConfig()
+    assert options_from_train_config({"seed": defaults.seed}) == options_from_train_config(defaults)
