@@ -33,6 +33,7 @@ from data.config import DataConfig
 from data.pipeline import make_dataset
 from data.prepare import prepare_files
 from data.spec import DataSpec
+from export.weights import MANIFEST_FILE
 
 UNCERTAINTY_FIELDS = ("predictive_entropy", "expected_entropy", "mutual_information")
 
@@ -62,8 +63,18 @@ def _rows(outputs: Dict[str, np.ndarray], ids: np.ndarray, lengths: np.ndarray, 
         yield row
 
 
+def recorded_head(version_dir: str) -> str:
+    """The head an export version records in `weights/weights.json` ("" if it has none)."""
+    path = tf.io.gfile.join(version_dir, "weights", MANIFEST_FILE)
+    if not tf.io.gfile.exists(path):
+        return ""
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f).get("head", "")
+
+
 def head_of(spec: DataSpec, logits_width: int) -> str:
-    """The head an export was built with, from its data spec and logits width."""
+    """The head of an export that does not record it (an earlier version's), from its data
+    spec and logits width."""
     if spec.target_kind == "tags":
         return "tagging"
     if spec.target_kind == "labels":
@@ -79,7 +90,8 @@ def predict(model_dir: str, patterns: str, output: str, uncertainty: bool = Fals
         raise FileNotFoundError(f"{model_dir} has no assets/data_spec.json: not a seqtrain export version")
     loaded = tf.saved_model.load(model_dir)
     signature = loaded.signatures["uncertainty" if uncertainty else "serving_default"]
-    head = head_of(spec, int(loaded.signatures["serving_default"].structured_outputs["logits"].shape[-1]))
+    head = recorded_head(model_dir) or head_of(
+        spec, int(loaded.signatures["serving_default"].structured_outputs["logits"].shape[-1]))
     config = DataConfig(batch_size=batch_size, max_length=spec.max_length, lowercase=spec.lowercase,
                         num_oov_buckets=spec.num_oov_buckets)
     input_key = "token_ids" if spec.is_tokens else "features"

@@ -87,6 +87,11 @@ def test_batch_prediction_writes_one_row_per_record(dense_export, tmp_path):
         assert len(row["probabilities"]) == 9
         assert abs(sum(row["probabilities"]) - 1.0) < 1e-5
         assert row["mutual_information"] >= 0.0 and row["predictive_entropy"] > 0.0
+    from trainer.predict import recorded_head
+
+    # The head is read from the export, not re-derived from the spec and the logits' width.
+    assert recorded_head(str(dense_export.version_dir)) == "multiclass"
+    assert recorded_head(str(tmp_path)) == ""  # an earlier version's export records none
 
 
 def test_export_help_answers_without_loading_tensorflow():
