@@ -10,6 +10,7 @@ eval, test and prediction files are checked against the kinds, D and labels of t
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -167,7 +168,9 @@ class RecordValidator:
             raise bad(field, f"expected a list of steps, got {type(value).__name__}", br.BAD_VALUE)
         if not value:
             raise bad(field, "the sequence is empty", br.EMPTY_SEQUENCE)
-        width = None
+        if _plain_number_grid(value) and (not self.feature_dim or len(value[0]) == self.feature_dim):
+            return self._finite(value, field, bad)
+        width = None  # not a plain grid of numbers: find the first step at fault, for the message
         for t, step in enumerate(value):
             if not isinstance(step, list) or not all(_is_number(x) for x in step):
                 raise bad(field, f"step {t} is not a list of numbers", br.BAD_VALUE)
@@ -181,6 +184,11 @@ class RecordValidator:
         if self.feature_dim and width != self.feature_dim:
             raise bad(field, f"steps have {width} values, the data set's feature width is "
                       f"{self.feature_dim}", br.FEATURE_WIDTH)
+        return self._finite(value, field, bad)
+
+    @staticmethod
+    def _finite(value, field: str, bad) -> np.ndarray:
+        """float32 [T, D] of a checked grid of numbers; a value not finite in float32 is bad."""
         with np.errstate(over="ignore"):
             features = np.asarray(value, dtype=np.float32)
         finite = np.isfinite(features)
@@ -303,6 +311,15 @@ def _input_kind_of(value) -> str:
 
 def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _plain_number_grid(steps: list) -> bool:
+    """Whether `steps` (a non-empty list) is a list of equally long, non-empty lists of Python
+    ints and floats (no bool): the common case, checked at C speed (type and length sets), where
+    a step-by-step check took a third of the preparation time of dense data."""
+    if set(map(type, steps)) != {list} or len(set(map(len, steps))) != 1 or not steps[0]:
+        return False
+    return set(map(type, itertools.chain.from_iterable(steps))) <= {float, int}
 
 
 def _is_number(x) -> bool:

@@ -1,5 +1,6 @@
 """Bad records: each kind names file, record and field; skipping counts; the share limit stops."""
 
+import numpy as np
 import pytest
 
 from data_testlib import dense_records, sequence_example, write_csv, write_jsonl, write_tfrecord
@@ -46,6 +47,14 @@ CASES = {
     "negative_weight": ({"features": [[1, 2]], "label": "x", "weight": -1}, "weight",
                         br.BAD_VALUE, {}, {}, GOOD),
     "bool_label": ({"features": [[1, 2]], "label": True}, "label", br.BAD_VALUE, {}, {}, GOOD),
+    # Values the fast check of a plain grid of numbers must not let through (JSON true is 1.0
+    # to numpy, "1.5" a float, null an error only numpy would report).
+    "bool_value": ({"features": [[1.0, True]], "label": "x"}, "features", br.BAD_VALUE, {}, {}, GOOD),
+    "string_value": ({"features": [[1.0, "1.5"]], "label": "x"}, "features", br.BAD_VALUE, {}, {}, GOOD),
+    "null_value": ({"features": [[1.0, None]], "label": "x"}, "features", br.BAD_VALUE, {}, {}, GOOD),
+    "nested_value": ({"features": [[1.0, [2.0]]], "label": "x"}, "features", br.BAD_VALUE, {}, {}, GOOD),
+    "step_not_a_list": ({"features": [1.0, 2.0], "label": "x"}, "features", br.BAD_VALUE, {}, {}, GOOD),
+    "empty_steps": ({"features": [[], []], "label": "x"}, "features", br.FEATURE_WIDTH, {}, {}, None),
 }
 
 
@@ -62,6 +71,14 @@ def test_bad_record_names_file_line_and_field(tmp_path, case):
     error = info.value
     assert (error.file, error.record_number, error.field, error.kind) == (path, 2, field, kind)
     assert f"{path}: line 2: field {field!r}" in str(error)
+
+
+def test_a_grid_of_ints_and_floats_is_read_exactly(tmp_path):
+    record = {"features": [[1, 2.5, -3], [4.25, 0, 1e-3]], "label": "x"}
+    (raw,) = read_records(write_jsonl(tmp_path / "d.jsonl", [record]))
+    example = RecordValidator(DataConfig())(raw)
+    assert example.features.dtype.name == "float32"
+    assert example.features.tolist() == [[1.0, 2.5, -3.0], [4.25, 0.0, float(np.float32(1e-3))]]
 
 
 def test_csv_row_of_wrong_width(tmp_path):
