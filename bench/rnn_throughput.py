@@ -96,8 +96,9 @@ def bench_product(data, epochs, bucketing, jit, workdir):
     Returns (seq/s, mean loss of the timed epochs, details dict)."""
     n = len(data[0])
     train_file = os.path.join(workdir, "train.jsonl")
+    write_jsonl(train_file, data)  # the user's file: not part of preparation
+    input_mb = os.path.getsize(train_file) / 2**20
     started = time.perf_counter()
-    write_jsonl(train_file, data)
     data_config = DataConfig(train_data=train_file, eval_fraction=0.0, batch_size=BATCH,
                              bucketing=bucketing)
     train_config = TrainConfig(model_dir=os.path.join(workdir, "run"), seed=SEED,
@@ -169,7 +170,7 @@ def bench_product(data, epochs, bucketing, jit, workdir):
     other_cpu = meter.others()
     sequences, tokens, padding, seconds, loss, chunks = timed
     details = {
-        "prepare_seconds": prepare_seconds, "warmup_seconds": warm[3],
+        "prepare_seconds": prepare_seconds, "prepare_input_mb": input_mb, "warmup_seconds": warm[3],
         "steps": epochs * steps_per_epoch, "chunks": chunks, "tokens_per_second": tokens / seconds,
         "padding_share": padding, "auto_jit": auto_jit, "total_steps": total_steps,
         "model": (f"{model_config.cell} {model_config.hidden_units} x{model_config.num_layers}, "
@@ -517,7 +518,10 @@ def main(argv=None):
     print(f"\nworkload: {n} sequences, {FEATURES} features, lengths U[{MIN_LEN},{MAX_LEN}], "
           f"LSTM {UNITS}, {CLASSES} classes, batch {BATCH}, Adam, keep {KEEP}; "
           f"{os.cpu_count()} cores visible, load average {os.getloadavg()[0]:.2f}")
-    print(f"trainer path: prepare {details['prepare_seconds']:.1f} s, warm-up epoch "
+    prep = details["prepare_seconds"]
+    print(f"trainer path: prepare {prep:.1f} s ({n / prep:.0f} records/s, "
+          f"{details['prepare_input_mb'] / prep:.1f} MB/s of {details['prepare_input_mb']:.0f} MB "
+          f"JSON Lines; {prep / details['warmup_seconds']:.2f} of the warm-up epoch), warm-up epoch "
           f"{details['warmup_seconds']:.1f} s, timed {details['steps']} steps in "
           f"{details['chunks']} chunks, {details['tokens_per_second']:.0f} real steps/s, "
           f"padding share {details['padding_share']:.3f}, bucket boundaries "
