@@ -40,5 +40,8 @@ setup(
         "hypertune": ["cloudml-hypertune>=0.1.0.dev6"],
         # bench/real_data.py's baselines: MiniROCKET and 1-NN DTW (aeon), k-mer and TF-IDF models.
         "bench": ["aeon>=1.0", "scikit-learn"],
+        # bench/rnn_throughput.py's PyTorch row (bench/torch_peer.py); a CPU build of torch is
+        # enough (and much smaller than the CUDA one): install that first where it matters.
+        "bench-torch": ["torch>=2.1"],
     },
 )

@@ -29,9 +29,13 @@ INFERENCE_RUNS calls after warm-up, each runtime with its default threads.
     python bench/rnn_throughput.py --quick    # 1024 sequences
     python bench/rnn_throughput.py --no-bucketing --no-jit   # ablations of the product path
     python bench/rnn_throughput.py --hand-step # also the old hand-written encoder step
+
+With torch installed (the `bench-torch` extra) a PyTorch `nn.LSTM` row over padded batches
+(`bench/torch_peer.py`, its own process) is timed too, and the CLI's ratio to it printed.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -409,6 +413,25 @@ def bench_keras(data, epochs, dropout):
     return timed(epoch, len(x), epochs)
 
 
+def bench_torch(data, epochs):
+    """(seq/s, loss, others CPU) of `bench/torch_peer.py` (PyTorch nn.LSTM, padded) in its own
+    process on the same data, or None when torch is not installed (the `bench-torch` extra)."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="torch_peer_") as scratch:
+        path = os.path.join(scratch, "data.npz")
+        np.savez(path, x=data[0], lengths=data[1], labels=data[2])
+        meter = CpuMeter()
+        result = subprocess.run(
+            [sys.executable, os.path.join(REPO_ROOT, "bench", "torch_peer.py"), path, str(epochs), str(BATCH),
+             str(UNITS), str(KEEP), str(SEED)], capture_output=True, text=True, check=False)
+        other_cpu = meter.others()
+    if result.returncode:
+        raise RuntimeError(f"bench/torch_peer.py failed: {result.stderr[-2000:]}")
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    return row["sequences_per_second"], row["loss"], other_cpu
+
+
 def timed(epoch, n, epochs):
     """Runs one warm-up epoch (tracing, XLA compiles), then `epochs` timed ones: seq/s."""
     epoch()
@@ -459,6 +482,8 @@ class CpuMeter:
 TARGETS = (("Keras dropout", 5.5), ("Keras no dropout", 1.5))
 # The CLI's marginal rate against the bare trainer loop's (checkpoints, summaries and all).
 CLI_TARGET = 0.9
+# The CLI's marginal rate against PyTorch nn.LSTM over padded batches (bench/torch_peer.py).
+TORCH_TARGET = 2.0
 # Cores other processes may use while a row is timed before its ratios are called invalid.
 CONTENDED_CPU = 0.25
 
@@ -477,6 +502,8 @@ def main(argv=None):
                         help="leave out the SavedModel / TFLite latencies (they need the CLI row)")
     parser.add_argument("--cli-steps", default=",".join(map(str, CLI_STEPS)),
                         help="optimizer steps of the two CLI runs, shorter first")
+    parser.add_argument("--skip-torch", action="store_true",
+                        help="leave out the PyTorch row (it runs when torch is installed)")
     parser.add_argument("--hand-step", action="store_true",
                         help="also time the old hand-written encoder train step")
     args = parser.parse_args(argv)
@@ -514,6 +541,14 @@ def main(argv=None):
                                ("Keras Masking+LSTM no dropout", False)]:
             add(label, *bench_keras(data, args.epochs, dropout))
             keras_rows.append(rows[-1])
+    torch_row = None
+    if not args.skip_torch:
+        measured = bench_torch(data, args.epochs)
+        if measured is None:
+            print("PyTorch row skipped: torch is not installed (pip install -e \".[bench-torch]\")")
+        else:
+            add("PyTorch nn.LSTM padded, input/output dropout 0.25", *measured)
+            torch_row = rows[-1]
 
     print(f"\nworkload: {n} sequences, {FEATURES} features, lengths U[{MIN_LEN},{MAX_LEN}], "
           f"LSTM {UNITS}, {CLASSES} classes, batch {BATCH}, Adam, keep {KEEP}; "
@@ -548,6 +583,13 @@ def main(argv=None):
             ratio = ours / peer
             print(f"ratio vs {name + ':':18s} {ratio:5.2f}x (target >= {target}) "
                   f"{'MET' if ratio >= target else 'NOT MET'}")
+    if torch_row:
+        for name, speed in (("trainer loop", rows[0][1]), ("CLI", cli_speed)):
+            if speed:
+                ratio = speed / torch_row[1]
+                print(f"ratio {name} vs PyTorch padded: {ratio:5.2f}x"
+                      + (f" (target >= {TORCH_TARGET}) {'MET' if ratio >= TORCH_TARGET else 'NOT MET'}"
+                         if name == "CLI" else ""))
     if cli:
         ratio = cli_speed / rows[0][1]
         print(f"ratio CLI / trainer loop: {ratio:5.2f}x (target >= {CLI_TARGET}) "

@@ -25,7 +25,7 @@ def _load_bench():
 
 def test_quick_run_prints_ratios(capsys):
     bench = _load_bench()
-    rows = bench.main(["--quick", "--sequences", "128", "--no-jit", "--cli-steps", "2,16"])
+    rows = bench.main(["--quick", "--sequences", "128", "--no-jit", "--cli-steps", "2,16", "--skip-torch"])
     out = capsys.readouterr().out
     assert [label.split(" (")[0].split(",")[0] for label, _, _, _ in rows] == [
         "seqtrain trainer path", "  python -m trainer.task",
@@ -60,3 +60,23 @@ def test_cli_rate_refuses_runs_too_close_to_time(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "run_cli", lambda *args: 15.0)
     with pytest.raises(RuntimeError, match="too few steps apart"):
         bench.bench_cli("train", "test", False, True, str(tmp_path), (2, 6))
+
+
+def test_pytorch_peer_trains_the_same_workload():
+    """The optional PyTorch row (the `bench-torch` extra): nn.LSTM over the padded workload in
+    its own process gives a rate and a finite loss."""
+    pytest.importorskip("torch")
+    bench = _load_bench()
+    speed, loss, _ = bench.bench_torch(bench.make_data(128), epochs=1)
+    assert speed > 0 and loss == loss and 0.0 < loss < 10.0
+
+
+def test_without_torch_the_pytorch_row_says_how_to_get_it(monkeypatch, capsys):
+    bench = _load_bench()
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(bench.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real_find_spec(name, *a))
+    assert bench.bench_torch(bench.make_data(8), epochs=1) is None
+    rows = bench.main(["--sequences", "64", "--epochs", "1", "--no-jit", "--skip-cli", "--skip-keras"])
+    assert [label for label, *_ in rows] == ["seqtrain trainer path (bucketing=True, jit=False)"]
+    assert 'PyTorch row skipped: torch is not installed (pip install -e ".[bench-torch]")' in capsys.readouterr().out
