@@ -94,11 +94,10 @@ def write_jsonl(path, data):
 # ---------------------------------------------------------------------------------------------
 # The product path.
 
-def bench_product(data, epochs, bucketing, jit, workdir):
+def bench_product(data, epochs, bucketing, jit, workdir, precision=""):
     """seq/s of the trainer's own loop on the prepared workload, after one warm-up epoch.
 
     Returns (seq/s, mean loss of the timed epochs, details dict)."""
-    n = len(data[0])
     train_file = os.path.join(workdir, "train.jsonl")
     write_jsonl(train_file, data)  # the user's file: not part of preparation
     input_mb = os.path.getsize(train_file) / 2**20
@@ -129,7 +128,7 @@ def bench_product(data, epochs, bucketing, jit, workdir):
     keras.utils.set_random_seed(train_config.seed)
     strategy = tf.distribute.get_strategy()
     with strategy.scope():
-        model = build_model(model_config)
+        model = build_model(model_config, precision or "float32")
         optimizer = make_optimizer(train_config, total_steps)
         optimizer.build(model.trainable_variables)
     dataset = make_dataset(prepared.splits["train"].files, spec, data_config, training=True,
@@ -194,9 +193,9 @@ def bench_product(data, epochs, bucketing, jit, workdir):
 CLI_STEPS = (160, 480)
 
 
-def cli_flags(jit, bucketing):
+def cli_flags(jit, bucketing, precision=""):
     """`python -m trainer.task` flags for the pinned workload model (as bench_product's)."""
-    return ["--cell", "lstm", "--hidden-units", str(UNITS), "--num-layers", "1", "--no-bidirectional",
+    return (["--mixed-precision", precision] if precision else []) + ["--cell", "lstm", "--hidden-units", str(UNITS), "--num-layers", "1", "--no-bidirectional",
             "--pooling", "last", "--input-keep-prob", str(KEEP), "--state-keep-prob", str(KEEP),
             "--output-keep-prob", str(KEEP), "--variational-recurrent", "--no-mask-per-example",
             "--update-keep-prob", "1.0", "--label-smoothing", "0", "--class-weighting", "none",
@@ -248,7 +247,7 @@ def warm_up_imports():
     _run_in_repo([sys.executable, "-c", "import trainer.task"])
 
 
-def bench_cli(train_file, test_file, jit, bucketing, workdir, cli_steps=CLI_STEPS):
+def bench_cli(train_file, test_file, jit, bucketing, workdir, cli_steps=CLI_STEPS, precision=""):
     """Marginal seq/s of `python -m trainer.task` between runs of `cli_steps` steps.
 
     Returns (seq/s, other processes' cores while timed, details dict)."""
@@ -257,7 +256,7 @@ def bench_cli(train_file, test_file, jit, bucketing, workdir, cli_steps=CLI_STEP
     meter = CpuMeter()
     for steps in cli_steps:
         model_dir = os.path.join(workdir, f"cli_{steps}")
-        seconds[steps] = run_cli(train_file, test_file, model_dir, steps, cli_flags(jit, bucketing))
+        seconds[steps] = run_cli(train_file, test_file, model_dir, steps, cli_flags(jit, bucketing, precision))
     other_cpu = meter.others()
     short, long = cli_steps
     if seconds[long] <= seconds[short]:
@@ -285,7 +284,7 @@ def _median_ms(call, inputs, runs=INFERENCE_RUNS):
     return 1000.0 * float(np.median(times))
 
 
-def bench_inference(train_file, test_file, data, jit, bucketing, workdir):
+def bench_inference(train_file, test_file, data, jit, bucketing, workdir, precision=""):
     """{(runtime, batch): median ms} for `serving_default` of a CLI export of the pinned model:
     runtime "saved_model" (tf.saved_model.load) or "tflite" (ai_edge_litert), batch 1 or 64.
 
@@ -294,7 +293,7 @@ def bench_inference(train_file, test_file, data, jit, bucketing, workdir):
     from ai_edge_litert.interpreter import Interpreter
 
     model_dir = os.path.join(workdir, "cli_export")
-    flags = cli_flags(jit, bucketing)
+    flags = cli_flags(jit, bucketing, precision)
     flags[flags.index("--export-formats") + 1] = "saved_model,tflite"
     run_cli(train_file, test_file, model_dir, 1, flags)
     export_root = os.path.join(model_dir, "export")
@@ -502,6 +501,8 @@ def main(argv=None):
                         help="leave out the SavedModel / TFLite latencies (they need the CLI row)")
     parser.add_argument("--cli-steps", default=",".join(map(str, CLI_STEPS)),
                         help="optimizer steps of the two CLI runs, shorter first")
+    parser.add_argument("--mixed-precision", default="", choices=("", "mixed_bfloat16", "mixed_float16"),
+                        help="the trainer path's and the CLI's precision (the peers stay float32)")
     parser.add_argument("--skip-torch", action="store_true",
                         help="leave out the PyTorch row (it runs when torch is installed)")
     parser.add_argument("--hand-step", action="store_true",
@@ -519,14 +520,15 @@ def main(argv=None):
 
     cli, cli_speed, inference = None, 0.0, {}
     with tempfile.TemporaryDirectory(prefix="rnn_throughput_") as workdir:
-        speed, loss, other_cpu, details = bench_product(data, args.epochs, bucketing, jit, workdir)
-        add(f"seqtrain trainer path (bucketing={bucketing}, jit={jit})", speed, loss, other_cpu)
+        speed, loss, other_cpu, details = bench_product(data, args.epochs, bucketing, jit, workdir, args.mixed_precision)
+        add(f"seqtrain trainer path (bucketing={bucketing}, jit={jit}"
+            + (f", {args.mixed_precision})" if args.mixed_precision else ")"), speed, loss, other_cpu)
         if not args.skip_cli:
             test_file = os.path.join(workdir, "test.jsonl")
             write_jsonl(test_file, tuple(part[:256] for part in data))
             cli_steps = tuple(int(v) for v in args.cli_steps.split(","))
             cli_speed, cli_other, cli = bench_cli(os.path.join(workdir, "train.jsonl"), test_file,
-                                                  jit, bucketing, workdir, cli_steps)
+                                                  jit, bucketing, workdir, cli_steps, args.mixed_precision)
             add(f"  python -m trainer.task, marginal {cli_steps[0]}->{cli_steps[1]} steps",
                 cli_speed, float("nan"), cli_other)
             if not args.skip_inference:
