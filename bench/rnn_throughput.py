@@ -94,6 +94,32 @@ def write_jsonl(path, data):
 # ---------------------------------------------------------------------------------------------
 # The product path.
 
+def time_epochs(loop, steps_per_epoch, periods, count):
+    """Trains `count` epochs with a `TrainLoop` in trainer-sized chunks (ending where
+    `periods` say, as the trainer's do): (sequences, real tokens, padded share, seconds, mean
+    loss, chunks), from the loop's own stats."""
+    current = int(loop.step)
+    end = current + count * steps_per_epoch
+    sequences = tokens = 0
+    seconds = loss_sum = 0.0
+    padded_tokens = 0.0
+    chunks = 0
+    while current < end:
+        size = next_stop(current, end, periods) - current
+        start = time.perf_counter()
+        loop(size)
+        stats = loop.stats.read_and_reset()  # the chunk's one host sync, as in the trainer
+        seconds += time.perf_counter() - start
+        sequences += stats["sequences"]
+        tokens += stats["tokens"]
+        padded_tokens += stats["tokens"] / max(1.0 - stats["padding_share"], 1e-12)
+        loss_sum += stats["loss"] * stats["steps"]
+        current += size
+        chunks += 1
+    return (sequences, tokens, 1.0 - tokens / max(padded_tokens, 1.0), seconds,
+            loss_sum / (count * steps_per_epoch), chunks)
+
+
 def bench_product(data, epochs, bucketing, jit, workdir, precision=""):
     """seq/s of the trainer's own loop on the prepared workload, after one warm-up epoch.
 
@@ -143,33 +169,9 @@ def bench_product(data, epochs, bucketing, jit, workdir, precision=""):
         grad_accum_steps=train_config.grad_accum_steps, jit_compile=jit)
     periods = (train_config.log_step_count_steps, steps_per_epoch)
 
-    def run_epochs(count):
-        """Trains `count` epochs in trainer-sized chunks: (sequences, tokens, padded share,
-        seconds, mean loss, chunks)."""
-        current = int(loop.step)
-        end = current + count * steps_per_epoch
-        sequences = tokens = 0
-        seconds = loss_sum = 0.0
-        padded_tokens = 0.0
-        chunks = 0
-        while current < end:
-            size = next_stop(current, end, periods) - current
-            start = time.perf_counter()
-            loop(size)
-            stats = loop.stats.read_and_reset()  # the chunk's one host sync, as in the trainer
-            seconds += time.perf_counter() - start
-            sequences += stats["sequences"]
-            tokens += stats["tokens"]
-            padded_tokens += stats["tokens"] / max(1.0 - stats["padding_share"], 1e-12)
-            loss_sum += stats["loss"] * stats["steps"]
-            current += size
-            chunks += 1
-        return (sequences, tokens, 1.0 - tokens / max(padded_tokens, 1.0), seconds,
-                loss_sum / (count * steps_per_epoch), chunks)
-
-    warm = run_epochs(1)
+    warm = time_epochs(loop, steps_per_epoch, periods, 1)
     meter = CpuMeter()
-    timed = run_epochs(epochs)
+    timed = time_epochs(loop, steps_per_epoch, periods, epochs)
     other_cpu = meter.others()
     sequences, tokens, padding, seconds, loss, chunks = timed
     details = {
