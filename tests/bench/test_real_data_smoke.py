@@ -6,16 +6,10 @@ accuracy on a hand-made SavedModel (the newest version is the one measured)."""
 import importlib.util
 import json
 import math
-import os
-import pathlib
 import random
 import re
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from testlib import REPO_ROOT
 
 
 def _load_bench():

@@ -3,16 +3,10 @@ to end on a tiny workload and the ratios and the checkpoint size are printed (th
 themselves mean nothing here)."""
 
 import importlib.util
-import os
-import pathlib
-import sys
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from testlib import REPO_ROOT
 
 
 def _load_bench():

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from export_testlib import REPO_ROOT
+from testlib import REPO_ROOT
 
-README = (pathlib.Path(REPO_ROOT) / "export" / "README.md").read_text()
+README = (REPO_ROOT / "export" / "README.md").read_text()
 SAVED_MODEL_CLI = str(pathlib.Path(sys.executable).with_name("saved_model_cli"))
 
 

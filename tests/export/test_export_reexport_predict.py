@@ -11,8 +11,9 @@ import tensorflow as tf
 from data.config import DataConfig
 from data.prepare import prepare_files, prepared_dir
 from export.reexport import check_checkpoint_complete, reexport
-from export_testlib import DENSE_LABELS, REPO_ROOT, dense_spec, model_config
+from export_testlib import DENSE_LABELS, dense_spec, model_config
 from models import build_model
+from testlib import REPO_ROOT
 
 
 def _write_records(path, count, seed, with_labels=True):

@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 
 from export.uncertainty import example_hashes, mc_dropout, sample_seeds
-from export_testlib import MC_SAMPLES, MC_SEED, PINNED, dense_spec, make_batches, model_config, token_spec
+from export_testlib import MC_SAMPLES, MC_SEED, dense_spec, make_batches, model_config, token_spec
 from models import ModelConfig, build_model
+from testlib import PINNED
 
 OUTPUTS = ("probabilities", "predictive_entropy", "expected_entropy", "mutual_information")
 

@@ -3,17 +3,17 @@
 import json
 import logging
 import os
-import pathlib
 import re
 import subprocess
 import sys
 
 import pytest
 
+from testlib import REPO_ROOT
 from trainer import config as config_lib
 from trainer.task import build_parser, parse_config
 
-README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+README = REPO_ROOT / "README.md"
 
 
 def test_flags_set_fields_in_every_section():
