@@ -5,7 +5,7 @@ import json
 import subprocess
 
 from testlib import REPO_ROOT, free_ports
-from tests.tune.conftest import TINY_FLAGS, data_flags, kill, tune_command, tune_env
+from tune_testlib import TINY_FLAGS, data_flags, kill, tune_command, tune_env
 
 
 def test_chief_runs_the_oracle_and_the_worker_runs_the_trials(tiny_data, tmp_path):

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from testlib import REPO_ROOT
-from tests.tune.conftest import TINY_FLAGS, data_flags, kill, run_tune, tune_command, tune_env, wait_for
+from tune_testlib import TINY_FLAGS, data_flags, kill, run_tune, tune_command, tune_env, wait_for
 
 
 @pytest.fixture(scope="module")
