@@ -41,6 +41,7 @@ def _write_set(root, name, train, test=None):
             (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
+@pytest.mark.slow  # a trainer run through the CLI
 def test_archive_split_ours_and_dtw(tmp_path, capsys):
     rng = random.Random(0)
     _write_set(tmp_path / "sets", "Toy", _records(20, rng), _records(10, rng))

@@ -8,9 +8,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from testlib import REPO_ROOT
+
+pytestmark = pytest.mark.slow  # the shared exports, and saved_model_cli in subprocesses
 
 README = (REPO_ROOT / "export" / "README.md").read_text()
 SAVED_MODEL_CLI = str(pathlib.Path(sys.executable).with_name("saved_model_cli"))

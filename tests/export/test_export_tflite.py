@@ -15,6 +15,8 @@ from ai_edge_litert.interpreter import Interpreter
 from export import tflite as tflite_lib
 from export_testlib import VOCAB
 
+pytestmark = pytest.mark.slow  # the shared exports (conftest.py)
+
 
 def _ops(path):
     buffer = io.StringIO()

@@ -117,6 +117,7 @@ def _chromium(*flags, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # headless Chromium
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install chromium)")
 def test_report_renders_in_headless_chromium(model_dir, tmp_path):
     import matplotlib.image

@@ -13,6 +13,8 @@ import tensorflow as tf
 from testlib import REPO_ROOT
 from trainer_testlib import tiny_data, tiny_flags
 
+pytestmark = pytest.mark.slow  # each test runs the trainer's command line in a subprocess
+
 DEEP_JSON = '{"features": ' + "[" * 100_000 + "]" * 100_000 + ', "label": "1"}'
 
 # Makes reading one file fail as it does for a user without read permission (root reads any

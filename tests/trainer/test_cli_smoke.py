@@ -15,6 +15,8 @@ from tensorflow.core.util import event_pb2
 
 from testlib import write_bundled_slice
 
+pytestmark = pytest.mark.slow  # the trainer's command line, end to end in a subprocess
+
 # The console budget of a run: README.md promises the bundled main job prints under 60 lines.
 MAX_CONSOLE_LINES = 60
 

@@ -4,8 +4,12 @@
 import json
 import subprocess
 
+import pytest
+
 from testlib import REPO_ROOT, free_ports
 from tune_testlib import TINY_FLAGS, data_flags, kill, tune_command, tune_env
+
+pytestmark = pytest.mark.slow  # a chief and a worker tuner process run two trials
 
 
 def test_chief_runs_the_oracle_and_the_worker_runs_the_trials(tiny_data, tmp_path):

@@ -16,6 +16,8 @@ import pytest
 from testlib import REPO_ROOT
 from tune_testlib import TINY_FLAGS, data_flags, kill, run_tune, tune_command, tune_env, wait_for
 
+pytestmark = pytest.mark.slow  # the tuner and its trials run in subprocesses (minutes)
+
 
 @pytest.fixture(scope="module")
 def search(tiny_data, tmp_path_factory):
