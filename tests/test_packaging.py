@@ -1,16 +1,15 @@
 """`pip install .` (not only `-e`) must carry the bundled data set and the export check scripts."""
 
-import pathlib
 import subprocess
 import sys
 import zipfile
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from testlib import REPO_ROOT
 
 
 def test_wheel_carries_bundled_data_and_standalone_scripts(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(ROOT),
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(REPO_ROOT),
          "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     (wheel,) = tmp_path.glob("seqtrain-*.whl")

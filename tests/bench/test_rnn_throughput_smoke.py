@@ -3,16 +3,10 @@ to end on a tiny workload and the ratios and the checkpoint size are printed (th
 themselves mean nothing here)."""
 
 import importlib.util
-import os
-import pathlib
-import sys
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from testlib import REPO_ROOT
 
 
 def _load_bench():
@@ -23,6 +17,7 @@ def _load_bench():
     return module
 
 
+@pytest.mark.slow  # the whole bench, CLI runs included
 def test_quick_run_prints_ratios(capsys):
     bench = _load_bench()
     rows = bench.main(["--quick", "--sequences", "128", "--no-jit", "--cli-steps", "2,16", "--skip-torch"])
@@ -37,6 +32,7 @@ def test_quick_run_prints_ratios(capsys):
     assert "inference batch  1: SavedModel" in out and "inference batch 64: SavedModel" in out
 
 
+@pytest.mark.slow  # a CLI run
 def test_checkpoint_size_is_the_variables_it_holds(tmp_path):
     """The CLI row's checkpoint figure: one checkpoint of the pinned model is its variables
     (weights, Adam's slots, RNG, counters) plus at most 64 KB, whatever the data."""

@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
 
 from data_checkpoint_worker import summarize
@@ -18,6 +19,7 @@ WORKER = str(pathlib.Path(__file__).with_name("data_checkpoint_worker.py"))
 SEED, BEFORE, AFTER = 11, 9, 6  # 40 records / batch 6: the save falls in the second epoch
 
 
+@pytest.mark.slow  # two worker processes
 def test_iterator_checkpoint_restores_in_a_new_process(tmp_path):
     # Later epochs' reshuffles follow TensorFlow's global seed as well as the op seed: both
     # processes set it, as train_and_evaluate does from --seed (and as an earlier test in this

@@ -62,6 +62,7 @@ def test_one_training_epoch_holds_every_example_once(dense, bucketing):
             assert len(set(bucket)) == 1
 
 
+@pytest.mark.slow  # more than two epochs, read three times
 def test_training_repeats_forever_and_is_seeded(dense):
     config, prepared = dense
     files = prepared.splits["train"].files

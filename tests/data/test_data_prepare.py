@@ -43,6 +43,7 @@ def test_bundled_japanese_vowels(bundled):
     assert manifest["splits"]["test"]["sources"] == [bundled_paths()["test"]]
 
 
+@pytest.mark.slow  # prepares the bundled data twice more
 def test_eval_hold_out_is_seeded_and_drawn_across_classes(bundled, tmp_path):
     _, prepared = bundled
     eval_ids = split_ids(prepared, "eval")

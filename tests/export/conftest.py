@@ -1,20 +1,10 @@
 """Session fixtures for tests/export: two exports every test shares (~15 s each on 2 cores).
 See export_testlib.py for what they hold."""
 
-import os
-import pathlib
-import sys
-
 import pytest
 import tensorflow as tf
 
-REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
-for path in (REPO_ROOT, str(pathlib.Path(__file__).parent)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from export_testlib import dense_spec, make_export, token_spec  # noqa: E402
+from export_testlib import dense_spec, make_export, token_spec
 
 
 @pytest.fixture(scope="session")

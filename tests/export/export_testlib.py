@@ -17,8 +17,8 @@ import tensorflow as tf
 from data.spec import DataSpec
 from export import export_model
 from models import ModelConfig, build_model
+from testlib import PINNED
 
-REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 DENSE_LABELS = tuple(str(i) for i in range(1, 10))
 # Two entries are not ASCII: real vocabularies hold accents and emoji (an export once failed
 # on a rocket emoji in a PyPI summary).
@@ -40,11 +40,6 @@ def token_spec() -> DataSpec:
     return DataSpec(input_kind="text", target_kind="label", labels=("neg", "pos"), vocab=VOCAB,
                     num_oov_buckets=2, label_counts=(5, 5), num_train_examples=10,
                     length_quantiles=tuple(range(2, 13)))
-
-
-# Pinned rather than taken from ModelConfig's defaults (the product's tuned run defaults).
-PINNED = dict(bidirectional=False, pooling="last", input_keep_prob=1.0, state_keep_prob=1.0,
-              output_keep_prob=1.0, mask_per_example=False)
 
 
 def model_config(spec: DataSpec, **hyper) -> ModelConfig:

@@ -13,6 +13,8 @@ import pytest
 
 from export import browser_check
 
+pytestmark = pytest.mark.slow  # headless Chromium on the shared exports
+
 
 def _inputs(export, sequences=6, seed=3):
     """Sequences of lengths 1 .. 14 (one of length 1), zeros past each length."""

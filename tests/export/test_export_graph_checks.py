@@ -16,6 +16,8 @@ from export_testlib import dense_spec, make_batches, model_config, run_config
 from export import export_model
 from models import build_model
 
+pytestmark = pytest.mark.slow  # the shared exports, and two whole exports of its own
+
 
 @pytest.mark.parametrize("which", ["dense_export", "token_export"])
 def test_graph_holds_only_core_ops(which, request):

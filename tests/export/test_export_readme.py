@@ -8,11 +8,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from export_testlib import REPO_ROOT
+from testlib import REPO_ROOT
 
-README = (pathlib.Path(REPO_ROOT) / "export" / "README.md").read_text()
+pytestmark = pytest.mark.slow  # the shared exports, and saved_model_cli in subprocesses
+
+README = (REPO_ROOT / "export" / "README.md").read_text()
 SAVED_MODEL_CLI = str(pathlib.Path(sys.executable).with_name("saved_model_cli"))
 
 

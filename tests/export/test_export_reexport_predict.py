@@ -11,8 +11,9 @@ import tensorflow as tf
 from data.config import DataConfig
 from data.prepare import prepare_files, prepared_dir
 from export.reexport import check_checkpoint_complete, reexport
-from export_testlib import DENSE_LABELS, REPO_ROOT, dense_spec, model_config
+from export_testlib import DENSE_LABELS, dense_spec, model_config
 from models import build_model
+from testlib import REPO_ROOT
 
 
 def _write_records(path, count, seed, with_labels=True):
@@ -44,6 +45,7 @@ def model_dir(tmp_path_factory):
     return model_dir, model
 
 
+@pytest.mark.slow  # a whole re-export, verified in a subprocess
 def test_reexport_restores_the_best_checkpoint(model_dir, tmp_path):
     model_dir, model = model_dir
     # Every weight is in the checkpoint (raises otherwise).
@@ -71,6 +73,7 @@ def test_reexport_refuses_a_checkpoint_missing_weights(model_dir, tmp_path):
         reexport(str(partial), str(tmp_path / "export"))
 
 
+@pytest.mark.slow  # the shared exports, predict in a subprocess
 def test_batch_prediction_writes_one_row_per_record(dense_export, tmp_path):
     records = _write_records(tmp_path / "new.jsonl", 11, seed=2, with_labels=False)
     out = tmp_path / "predictions.jsonl"

@@ -4,11 +4,14 @@ import json
 import pathlib
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from export_testlib import DENSE_LABELS, MC_SAMPLES, VOCAB
 from data.spec import DataSpec
+
+pytestmark = pytest.mark.slow  # the shared exports (conftest.py)
 
 PREDICT = "tensorflow/serving/predict"
 

@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 
 from export.uncertainty import example_hashes, mc_dropout, sample_seeds
-from export_testlib import MC_SAMPLES, MC_SEED, PINNED, dense_spec, make_batches, model_config, token_spec
+from export_testlib import MC_SAMPLES, MC_SEED, dense_spec, make_batches, model_config, token_spec
 from models import ModelConfig, build_model
+from testlib import PINNED
 
 OUTPUTS = ("probabilities", "predictive_entropy", "expected_entropy", "mutual_information")
 
@@ -16,6 +17,7 @@ def _entropy(p, axis=-1):
     return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=axis)
 
 
+@pytest.mark.slow  # the shared exports
 def test_without_dropout_equals_serving_default_exactly(token_export, token_loaded):
     batch = token_export.batches[2]
     inputs = {"token_ids": batch["token_ids"], "lengths": batch["lengths"]}
@@ -40,6 +42,7 @@ def _alone(inputs, key, b, padding=0, fill=0.0):
     return {key: tf.pad(values, pad, constant_values=fill), "lengths": inputs["lengths"][b:b + 1]}
 
 
+@pytest.mark.slow  # the shared exports
 def test_with_dropout_is_the_average_of_seeded_passes_of_each_sequence_alone(dense_export, dense_loaded):
     model, batch = dense_export.model, dense_export.batches[2]
     inputs = {"features": batch["features"], "lengths": batch["lengths"]}
@@ -87,6 +90,7 @@ def _same_answers(run, inputs, key, fill):
     return alone
 
 
+@pytest.mark.slow  # the shared exports
 def test_a_served_sequence_gets_the_same_answer_in_any_batch_at_any_position(dense_export, dense_loaded):
     batch = dense_export.batches[0]
     inputs = {"features": batch["features"], "lengths": batch["lengths"]}
@@ -96,6 +100,7 @@ def test_a_served_sequence_gets_the_same_answer_in_any_batch_at_any_position(den
     assert alone["mutual_information"].numpy()[0] > 0.0
 
 
+@pytest.mark.slow  # MC dropout traced and run for every batch size and position
 @pytest.mark.parametrize("hyper", [
     dict(variational_recurrent=False),  # a fresh mask every step
     dict(bidirectional=True, mask_per_example=False),  # TF1's batch-shared masks
@@ -116,6 +121,7 @@ def test_batch_independence_holds_for_every_mask_layout(hyper):
     assert empty["probabilities"].shape == (0, spec.num_classes)
 
 
+@pytest.mark.slow  # MC dropout for every batch size and position
 def test_token_sequences_too_and_the_hash_sees_only_real_steps():
     spec = token_spec()
     tf.keras.utils.set_random_seed(2)

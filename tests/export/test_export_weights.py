@@ -3,7 +3,10 @@
 import json
 
 import numpy as np
+import pytest
 import tensorflow as tf
+
+pytestmark = pytest.mark.slow  # the shared exports (conftest.py)
 
 
 def _sigmoid(x):

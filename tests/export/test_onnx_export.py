@@ -93,6 +93,7 @@ def test_layer_norm_lstm_is_skipped_with_its_reason(tmp_path):
     assert "layer_norm_lstm" in written["onnx_skipped"] and not (tmp_path / "onnx").exists()
 
 
+@pytest.mark.slow  # the shared exports
 def test_exports_are_verified_in_a_process_without_tensorflow(dense_export, token_export):
     for export, extra in ((dense_export, []), (token_export, ["vocab.txt", "TOKENIZATION.md"])):
         result = export.result
@@ -116,12 +117,14 @@ def test_exports_are_verified_in_a_process_without_tensorflow(dense_export, toke
         assert not {"Loop", "Scan"} & {node.op_type for node in model.graph.node}
 
 
+@pytest.mark.slow  # the shared exports
 def test_the_onnx_accuracy_equals_the_tflite_accuracy(dense_export):
     # Two runtimes, same model, same held-out batches: the same decisions.
     result = dense_export.result
     assert result["onnx_accuracy"] == pytest.approx(result["tflite_accuracy_float"], abs=1e-9)
 
 
+@pytest.mark.slow  # the shared exports
 def test_the_verifier_fails_a_model_that_differs(dense_export, tmp_path):
     model = build_model(dense_export.model.model_config)
     model.set_weights(dense_export.model.get_weights())

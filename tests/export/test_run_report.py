@@ -5,7 +5,6 @@ The model dir is made without training: `prepare_data` on a slice of the bundled
 metrics.json as the trainer writes it, and train summaries. test_cli_smoke.py checks the report
 of a real run."""
 
-import gzip
 import json
 import re
 import shutil
@@ -15,20 +14,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data.config import DataConfig, bundled_paths
+from data.config import DataConfig
 from data.prepare import prepare_data
 from export.run_report import REPORT_FILE, SECTIONS, gather, write_report
+from testlib import write_bundled_slice
 from trainer.config import Config
 
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(name)), None)
 LABELS = [str(i) for i in range(1, 10)]
-
-
-def _slice(source, target, every):
-    with gzip.open(source, "rt") as f:
-        target.write_text("".join(line for i, line in enumerate(f) if i % every == 0))
-    return str(target)
 
 
 def _metrics(history_steps=(4, 8, 12)):
@@ -58,9 +52,9 @@ def _metrics(history_steps=(4, 8, 12)):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    paths = bundled_paths()
-    train = _slice(paths["train"], root / "train.jsonl", 6)
-    test = _slice(paths["test"], root / "test.jsonl", 20)
+    train, test = str(root / "train.jsonl"), str(root / "test.jsonl")
+    write_bundled_slice("train", train, 6)
+    write_bundled_slice("test", test, 20)
     folder = root / "model"
     prepare_data(DataConfig(train_data=train, eval_data=test, test_data=test), str(folder), seed=3)
     Config().save(str(folder))
@@ -123,6 +117,7 @@ def _chromium(*flags, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # headless Chromium
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install chromium)")
 def test_report_renders_in_headless_chromium(model_dir, tmp_path):
     import matplotlib.image

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import ModelConfig
+from testlib import PINNED
 
 FEATURE_DIM = 3
 VOCAB_SIZE = 20
@@ -15,13 +16,10 @@ TARGET_FOR_HEAD = {"multiclass": "label", "binary": "label", "multilabel": "labe
 
 
 def tiny_config(head="multiclass", *, tokens=False, num_classes=None, **overrides):
-    """A ModelConfig with 4 hidden units and data fields set for `head`."""
+    """A ModelConfig with 4 hidden units, `PINNED` settings and data fields set for `head`."""
     num_classes = num_classes or (2 if head == "binary" else 3)
-    # Hyperparameters pinned here, not taken from ModelConfig's defaults: those are the product's
-    # tuned run defaults and may change; tests name what they rely on.
     fields = dict(
-        bidirectional=False, pooling="last", input_keep_prob=1.0, state_keep_prob=1.0,
-        output_keep_prob=1.0, mask_per_example=False,
+        **PINNED,
         hidden_units=4, embedding_dim=3, head=head, target_kind=TARGET_FOR_HEAD[head],
         num_classes=num_classes,
         input_kind="tokens" if tokens else "features",

@@ -82,7 +82,12 @@ def test_binary_auc_threshold_and_weighted_loss():
     z = scores[:, 0].astype(np.float64)
     ce = np.log1p(np.exp(-np.where(label == 1, z, -z)))
     assert r["loss"] == pytest.approx((weight * ce).sum() / weight.sum(), rel=1e-5)
-    assert 0.0 <= r["ece"] <= 1.0
+    # ECE ignores weights; 15 bins. Confidences sigma(2), sigma(.4), sigma(.3), sigma(1.5) and .5
+    # (z = 0 predicts "no": right) fall in bins holding only right or only wrong answers, so
+    # each example adds 1 - confidence when right and its confidence when wrong.
+    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    expected_ece = np.mean([1 - sigmoid(2.0), sigmoid(0.4), sigmoid(0.3), 1 - sigmoid(1.5), 0.5])
+    assert r["ece"] == pytest.approx(expected_ece, abs=1e-6)
 
 
 def test_auc_ties_count_half():

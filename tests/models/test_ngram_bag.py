@@ -87,6 +87,7 @@ def test_padding_garbage_and_batch_company_change_nothing(training):
         np.testing.assert_allclose(alone[0], out[row], atol=1e-6)
 
 
+@pytest.mark.slow  # XLA compiles
 def test_training_and_serving_paths_agree_in_value_and_gradient_under_xla():
     """Training counts rows and multiplies (a dense gradient), serving gathers: a model trained
     one way and served the other must see the same function, and its table the same gradient."""

@@ -83,6 +83,7 @@ def test_adapt_fits_biases_inside_the_data_and_standardises():
     np.testing.assert_array_equal(again.biases.numpy(), biases)  # deterministic
 
 
+@pytest.mark.slow  # adapts, checkpoints and restores a classifier
 def test_a_classifier_with_random_features_trains_only_the_rest_and_restores(tmp_path):
     config = tiny_config("multiclass", pooling="mean", random_features=200, reference_length=40)
     model = build_model(config)

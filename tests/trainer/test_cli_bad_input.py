@@ -10,9 +10,11 @@ import sys
 import pytest
 import tensorflow as tf
 
+from testlib import REPO_ROOT
 from trainer_testlib import tiny_data, tiny_flags
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+pytestmark = pytest.mark.slow  # each test runs the trainer's command line in a subprocess
+
 DEEP_JSON = '{"features": ' + "[" * 100_000 + "]" * 100_000 + ', "label": "1"}'
 
 # Makes reading one file fail as it does for a user without read permission (root reads any
@@ -40,7 +42,7 @@ def run(tmp_path, train, evaluation, *extra_flags, prefix=None):
     flags = tiny_flags(train, evaluation, tmp_path / "model", max_steps=2, export_formats="")
     command = prefix or [sys.executable, "-m", "trainer.task"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
     return subprocess.run(command + flags + list(extra_flags), capture_output=True, text=True,
                           timeout=600, cwd=REPO_ROOT, env=env)
 

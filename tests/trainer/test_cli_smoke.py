@@ -3,7 +3,6 @@ exports a verified SavedModel, and the export predicts one row per input sequenc
 through a pipe (as in Vertex AI's logs) is short and plain, and it leaves a run report and
 TensorBoard HParams data in the model dir."""
 
-import gzip
 import json
 import os
 import subprocess
@@ -14,25 +13,24 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
-from data.config import bundled_paths
+from testlib import write_bundled_slice
+
+pytestmark = pytest.mark.slow  # the trainer's command line, end to end in a subprocess
 
 # The console budget of a run: README.md promises the bundled main job prints under 60 lines.
 MAX_CONSOLE_LINES = 60
 
 
-def _slice(source: str, target, every: int) -> list:
-    with gzip.open(source, "rt") as f:
-        records = [json.loads(line) for i, line in enumerate(f) if i % every == 0]
-    target.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return records
+def _slice(split: str, target, every: int) -> list:
+    """The records of `testlib.write_bundled_slice`, parsed."""
+    return [json.loads(line) for line in write_bundled_slice(split, target, every)]
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    paths = bundled_paths()
-    train = _slice(paths["train"], root / "train.jsonl", 6)   # 45 records, every class
-    test = _slice(paths["test"], root / "test.jsonl", 20)     # 19 records
+    train = _slice("train", root / "train.jsonl", 6)   # 45 records, every class
+    test = _slice("test", root / "test.jsonl", 20)     # 19 records
     model_dir = root / "model"
     command = [sys.executable, "-m", "trainer.task", "--train-data", str(root / "train.jsonl"),
                "--test-data", str(root / "test.jsonl"), "--model-dir", str(model_dir),

@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from trainer_testlib import tiny_data, tiny_flags
 
+pytestmark = pytest.mark.slow  # the trainer's command line, end to end in a subprocess
+
 
 @pytest.fixture(scope="module")
 def vertex_run(tmp_path_factory):

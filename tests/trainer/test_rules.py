@@ -159,6 +159,7 @@ def _series(path, n, length, seed):
     return str(path)
 
 
+@pytest.mark.slow  # a whole run and its export
 def test_long_series_run_uses_the_rules_and_exports_a_verified_model(tmp_path):
     train = _series(tmp_path / "train.jsonl", 24, 300, seed=0)
     test = _series(tmp_path / "test.jsonl", 10, 300, seed=1)

@@ -3,17 +3,17 @@
 import json
 import logging
 import os
-import pathlib
 import re
 import subprocess
 import sys
 
 import pytest
 
+from testlib import REPO_ROOT
 from trainer import config as config_lib
 from trainer.flags import build_parser, parse_config
 
-README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+README = REPO_ROOT / "README.md"
 
 
 def test_flags_set_fields_in_every_section():
@@ -142,6 +142,7 @@ def test_auto_patience_is_a_fifth_of_the_planned_evaluations():
         TrainConfig(early_stopping_patience=-2)
 
 
+@pytest.mark.slow  # 20,000 eager calls
 def test_xla_compiles_a_bounded_set_of_lengths_whatever_the_data():
     from trainer.steps import compiled_length
 
@@ -208,6 +209,7 @@ def test_verbosity_comes_from_the_flag_or_the_environment(monkeypatch):
     assert parse_config(["--verbosity", "debug"]) == config_lib.Config()  # not a config field
 
 
+@pytest.mark.slow  # two processes that import TensorFlow
 def test_debug_verbosity_brings_tensorflow_logs_back():
     """Below debug the import-time C++ lines are caught; with it they reach stderr again."""
     code = ("import logging, os, sys\nfrom trainer import task\nlevel = task.verbosity(sys.argv[1:])\n"

@@ -61,6 +61,7 @@ def _run_two_workers(flags) -> list:
     return outputs
 
 
+@pytest.mark.slow  # two worker processes
 def test_two_workers_train_in_step_and_match_one_process(tmp_path):
     data = tiny_data(tmp_path, train_every=5)
     model_dir = tmp_path / "multi"
@@ -84,6 +85,7 @@ def test_two_workers_train_in_step_and_match_one_process(tmp_path):
     assert metrics["eval"]["loss"] == pytest.approx(single_metrics["eval"]["loss"], abs=1e-5)
 
 
+@pytest.mark.slow  # worker processes, twice
 def test_workers_resume_together_when_the_chiefs_newest_checkpoint_is_unreadable(tmp_path):
     """Each worker keeps its own checkpoints. The chief's ckpt-4 is corrupted: it falls back to
     ckpt-2, and worker 1, whose ckpt-4 is fine, must step back to 2 with it, or the two would
@@ -121,6 +123,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # two trainer runs in subprocesses
 def test_two_local_replicas_match_one_device_with_the_same_global_batch(tmp_path):
     data = tiny_data(tmp_path, train_every=5)
     mirrored = subprocess.run([sys.executable, "-c", _TWO_LOCAL_REPLICAS, *_flags(data, tmp_path / "mirrored", 4)],

@@ -22,6 +22,8 @@ import tensorflow as tf
 
 from trainer_testlib import command, model_weights, tiny_data, tiny_flags
 
+pytestmark = pytest.mark.slow  # trainer subprocesses interrupted, damaged and resumed
+
 STEPS = 160
 STEPS_PER_EPOCH = 68  # 270 training records, batch 4: long chunks, for SIGTERM to land inside one
 SAVE_EVERY = 20

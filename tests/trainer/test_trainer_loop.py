@@ -18,6 +18,8 @@ from trainer.train import train_and_evaluate
 from models import build_model
 from trainer_testlib import max_difference, model_weights, tiny_config, tiny_data
 
+pytestmark = pytest.mark.slow  # every test trains: one or more runs of the loop each
+
 
 @pytest.fixture(autouse=True)
 def no_export(monkeypatch):

@@ -12,6 +12,8 @@ import trainer.train
 from trainer.train import train_and_evaluate
 from trainer_testlib import model_weights, tiny_config, tiny_data
 
+pytestmark = pytest.mark.slow  # whole runs, with exports
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

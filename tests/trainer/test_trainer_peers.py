@@ -100,6 +100,7 @@ def test_a_collective_failure_becomes_one_line_and_other_errors_pass(monkeypatch
             raise storage
 
 
+@pytest.mark.slow  # two worker processes
 def test_a_killed_worker_ends_the_chief_with_one_line(tmp_path):
     data = tiny_data(tmp_path, train_every=5)
     model_dir = tmp_path / "model"
@@ -139,6 +140,7 @@ def test_a_killed_worker_ends_the_chief_with_one_line(tmp_path):
     assert 10 <= int(checkpoint.rsplit("-", 1)[1]) <= step
 
 
+@pytest.mark.slow  # two worker processes
 def test_a_finished_job_shuts_down_cleanly_and_quickly(tmp_path):
     data = tiny_data(tmp_path, train_every=5)
     flags = tiny_flags(*data, tmp_path / "model", max_steps=4, batch_size=4, collective_timeout_secs=120)

@@ -5,10 +5,13 @@ local copy (logged) instead of failing on files the checker cannot see."""
 import logging
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from trainer.train import train_and_evaluate
 from trainer_testlib import tiny_config, tiny_data
+
+pytestmark = pytest.mark.slow  # a whole run and its export
 
 
 def test_a_ram_model_dir_exports_a_verified_model(tmp_path, caplog):

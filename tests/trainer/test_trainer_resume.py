@@ -7,8 +7,11 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 
 from trainer_testlib import command, model_weights, tiny_data, tiny_flags
+
+pytestmark = pytest.mark.slow  # a trainer subprocess killed and resumed
 
 STEPS = 40
 

@@ -3,16 +3,14 @@ command line that runs the trainer in a subprocess without exporting (export/ ha
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import socket
 import sys
 
 import numpy as np
 import tensorflow as tf
 
-from data.config import bundled_paths
+from testlib import PINNED, free_ports, write_bundled_slice
 from trainer import config as config_lib
 from trainer.flags import parse_config
 
@@ -22,35 +20,22 @@ RUN_WITHOUT_EXPORT = (
     "from trainer.task import main; sys.exit(main(sys.argv[1:]))")
 
 
-def write_slice(source: str, target, every: int, limit: int = 0) -> int:
-    """Writes every `every`-th record of a bundled file (at most `limit`) to `target`; returns the count."""
-    with gzip.open(source, "rt") as f:
-        records = [line for i, line in enumerate(f) if i % every == 0]
-    if limit:
-        records = records[:limit]
-    target.write_text("".join(records))
-    return len(records)
-
-
 def tiny_data(root, train_every: int = 6, train_limit: int = 0, eval_every: int = 40):
     """(train path, eval path): a slice of the bundled train file and one of its test file."""
-    paths = bundled_paths()
     train, evaluation = root / "train.jsonl", root / "eval.jsonl"
-    write_slice(paths["train"], train, train_every, train_limit)
-    write_slice(paths["test"], evaluation, eval_every)
+    write_bundled_slice("train", train, train_every, train_limit)
+    write_bundled_slice("test", evaluation, eval_every)
     return str(train), str(evaluation)
 
 
 def tiny_flags(train: str, evaluation: str, model_dir, **overrides) -> list:
-    """Flags for a seconds-long run: 8 hidden units, batch 8, no test split."""
+    """Flags for a seconds-long run: 8 hidden units, batch 8, `PINNED` settings, the eval
+    file as the test split too."""
     values = {"train-data": train, "eval-data": evaluation, "test-data": evaluation,
               "model-dir": str(model_dir), "hidden-units": 8, "batch-size": 8, "max-steps": 6,
-              "seed": 3, "warmup-steps": 2,
-              # Pinned, not the product's tuned defaults: equivalence tests (accumulation, XLA,
-              # two workers vs one) need no dropout; a test that wants it says so.
-              "bidirectional": False, "pooling": "last", "input-keep-prob": 1.0,
-              "state-keep-prob": 1.0, "output-keep-prob": 1.0, "mask-per-example": False}
-    values.update({key.replace("_", "-"): value for key, value in overrides.items()})
+              "seed": 3, "warmup-steps": 2, **PINNED}
+    values.update(overrides)
+    values = {key.replace("_", "-"): value for key, value in values.items()}
     flags = []
     for key, value in values.items():
         if value is True:
@@ -83,17 +68,6 @@ def model_weights(checkpoint_prefix: str) -> dict:
 def max_difference(a: dict, b: dict) -> float:
     assert a.keys() == b.keys() and a, (sorted(a), sorted(b))
     return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in a)
-
-
-def free_ports(n: int) -> list:
-    """n TCP ports on 127.0.0.1 that were free a moment ago."""
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def worker_envs(num_workers: int = 2, **extra) -> list:

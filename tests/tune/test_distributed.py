@@ -2,26 +2,24 @@
 127.0.0.1), a worker process asks it for trials and runs them; the chief writes the results."""
 
 import json
-import socket
 import subprocess
 
-from tests.tune.conftest import ROOT, TINY_FLAGS, data_flags, kill, tune_command, tune_env
+import pytest
 
+from testlib import REPO_ROOT, free_ports
+from tune_testlib import TINY_FLAGS, data_flags, kill, tune_command, tune_env
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.slow  # a chief and a worker tuner process run two trials
 
 
 def test_chief_runs_the_oracle_and_the_worker_runs_the_trials(tiny_data, tmp_path):
     tuning_dir = tmp_path / "tuning"
     args = ["--tuning-dir", str(tuning_dir), "--tuner", "random", "--max-trials", "2", "--no-retrain-best",
             *data_flags(tiny_data), *TINY_FLAGS]
-    common = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
+    common = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_ports(1)[0])}
     logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("chief", "worker")}
     processes = {
-        name: subprocess.Popen(tune_command(*args), cwd=ROOT, stdout=logs[name], stderr=subprocess.STDOUT,
+        name: subprocess.Popen(tune_command(*args), cwd=REPO_ROOT, stdout=logs[name], stderr=subprocess.STDOUT,
                                env=tune_env(KERASTUNER_TUNER_ID=tuner_id, **common))
         for name, tuner_id in (("chief", "chief"), ("worker", "tuner0"))}
     try:

@@ -13,8 +13,10 @@ import subprocess
 
 import pytest
 
-from tests.tune.conftest import (ROOT, TINY_FLAGS, data_flags, kill, run_tune, tune_command, tune_env,
-                                 wait_for)
+from testlib import REPO_ROOT
+from tune_testlib import TINY_FLAGS, data_flags, kill, run_tune, tune_command, tune_env, wait_for
+
+pytestmark = pytest.mark.slow  # the tuner and its trials run in subprocesses (minutes)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +102,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(search):
     assert len(finished) == 3
     args = [a if a != "3" or search["args"][i - 1] != "--max-trials" else "4"
             for i, a in enumerate(search["args"])] + ["--no-retrain-best"]
-    process = subprocess.Popen(tune_command(*args), cwd=ROOT, env=tune_env(), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(tune_command(*args), cwd=REPO_ROOT, env=tune_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     config_path = str(tuning_dir / "search" / "trial_3" / "trial_config.json")
     try:

@@ -52,6 +52,7 @@ def test_config_round_trip():
     np.testing.assert_allclose(clone(X, LENGTHS)[0], encoder(X, LENGTHS)[0], atol=1e-6)
 
 
+@pytest.mark.slow  # XLA compiles
 @pytest.mark.parametrize("keep", [1.0, 0.8])
 def test_xla_training_step(keep):
     """Without dropout XLA matches the graph; with it, XLA is deterministic per seed (its

@@ -17,6 +17,8 @@ import tensorflow as tf
 
 from models.rnn import DropoutMasks, SequenceEncoder, convert
 
+pytestmark = pytest.mark.slow  # the reference comes from TF1 in a subprocess
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEEP = {"input_keep_prob": 0.8, "state_keep_prob": 0.7, "output_keep_prob": 0.75}
 CASES = [

@@ -11,6 +11,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 from models.rnn import SequenceEncoder
 
+pytestmark = pytest.mark.slow  # a TFLite conversion per test
+
 D = 3
 
 
