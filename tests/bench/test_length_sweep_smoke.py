@@ -2,11 +2,13 @@
 counts exactly the real tokens it wrote (the speeds themselves mean nothing here)."""
 
 import importlib.util
-import pathlib
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+import pytest
+
+from testlib import REPO_ROOT
 
 
+@pytest.mark.slow  # trains four cells with XLA
 def test_tiny_grid_counts_the_real_tokens_of_each_cell(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("length_sweep", REPO_ROOT / "bench" / "length_sweep.py")
     sweep = importlib.util.module_from_spec(spec)

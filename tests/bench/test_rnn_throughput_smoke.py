@@ -58,6 +58,7 @@ def test_cli_rate_refuses_runs_too_close_to_time(tmp_path, monkeypatch):
         bench.bench_cli("train", "test", False, True, str(tmp_path), (2, 6))
 
 
+@pytest.mark.slow  # a PyTorch process
 def test_pytorch_peer_trains_the_same_workload():
     """The optional PyTorch row (the `bench-torch` extra): nn.LSTM over the padded workload in
     its own process gives a rate and a finite loss."""
@@ -67,6 +68,7 @@ def test_pytorch_peer_trains_the_same_workload():
     assert speed > 0 and loss == loss and 0.0 < loss < 10.0
 
 
+@pytest.mark.slow  # the trainer path's row trains
 def test_without_torch_the_pytorch_row_says_how_to_get_it(monkeypatch, capsys):
     bench = _load_bench()
     real_find_spec = importlib.util.find_spec
