@@ -9,10 +9,13 @@ input, state and output) -> the trainer's `TrainLoop` with XLA, in the trainer's
 (`rnn_throughput.time_epochs`). One warm-up epoch (it compiles every batch shape), then one
 timed epoch. A cell holds about `--tokens` real tokens (at least 3 batches).
 
-Printed per cell: real tokens/s, padding share, compiled batch shapes, and the ratio of its
+Printed per cell: real tokens/s, padding share, the time lengths XLA compiled (each batch's
+padded by `trainer.steps.compiled_length`), and the ratio of its
 real tokens/s to the first cell's (median 50, batch 64). Cost linear in real tokens means ratios
 near 1 or above (longer sequences amortise the per-step overhead); a ratio well below 1 at long
-lengths means padding, shapes or memory cost more than the tokens.
+lengths means padding, shapes or memory cost more than the tokens. A cell that does not fit in
+memory (backpropagation through time keeps every step's activations: batch x length x the
+cell's width) says so and the grid goes on.
 
     python bench/length_sweep.py                    # the full grid (several minutes on 2 cores)
     python bench/length_sweep.py --medians 50,500 --batches 16,64 --tokens 50000   # smaller
@@ -22,6 +25,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -41,7 +45,7 @@ from models import build_model  # noqa: E402
 from models.config import ModelConfig  # noqa: E402
 from trainer.config import Config, TrainConfig  # noqa: E402
 from trainer.optimization import make_optimizer  # noqa: E402
-from trainer.steps import TrainLoop  # noqa: E402
+from trainer.steps import TrainLoop, compiled_length  # noqa: E402
 from trainer.train import with_data_spec  # noqa: E402
 
 VOCAB, CLASSES, UNITS, EMBEDDING, KEEP, SEED = 64, 4, 128, 32, 0.75, 0
@@ -103,7 +107,9 @@ def bench_cell(median, batch, tokens, workdir, time_epochs):
     time_epochs(loop, steps_per_epoch, periods, 1)  # warm-up: every shape compiles here
     warmup = time.perf_counter() - started
     sequences, real_tokens, padding, seconds, _, _ = time_epochs(loop, steps_per_epoch, periods, 1)
-    shapes = sorted({int(b["token_ids"].shape[1]) for b in dataset.take(steps_per_epoch)})
+    # The time lengths XLA compiles for: each batch's padded to `compiled_length`, as the loop does.
+    shapes = sorted({int(compiled_length(tf.constant(int(b["token_ids"].shape[1]))))
+                     for b in dataset.take(2 * steps_per_epoch)})
     return {"median": median, "batch": batch, "records": n, "written_tokens": written,
             "sequences": sequences, "tokens": real_tokens,
             "seconds": seconds, "warmup_seconds": warmup, "tokens_per_second": real_tokens / seconds,
@@ -125,7 +131,15 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="length_sweep_") as workdir:
         for median in medians:
             for batch in batch_sizes:
-                cell = bench_cell(median, batch, args.tokens, workdir, time_epochs)
+                try:
+                    cell = bench_cell(median, batch, args.tokens, workdir, time_epochs)
+                except tf.errors.ResourceExhaustedError as error:  # BPTT keeps every step's activations
+                    needed = re.search(r"allocate ([0-9.]+\s*[GMK]iB)", str(error))
+                    print(f"median {median:5d} batch {batch:4d}: out of memory"
+                          + (f" (one allocation of {needed.group(1)})" if needed else ""), flush=True)
+                    cells.append({"median": median, "batch": batch, "out_of_memory": True,
+                                  "allocation": needed.group(1) if needed else ""})
+                    continue
                 cells.append(cell)
                 print(f"median {median:5d} batch {batch:4d}: {cell['tokens_per_second']:9.0f} real tokens/s, "
                       f"padding {cell['padding_share']:.3f}, {len(cell['shapes'])} shapes "
@@ -134,6 +148,9 @@ def main(argv=None):
     reference = cells[0]["tokens_per_second"]
     print(f"\n{'median':>6s} {'batch':>5s} {'real tok/s':>10s} {'ratio':>6s} {'padding':>7s} {'shapes':>6s}")
     for cell in cells:
+        if cell.get("out_of_memory"):
+            print(f"{cell['median']:6d} {cell['batch']:5d} {'out of memory':>10s} {cell['allocation']}")
+            continue
         cell["ratio"] = cell["tokens_per_second"] / reference
         print(f"{cell['median']:6d} {cell['batch']:5d} {cell['tokens_per_second']:10.0f} "
               f"{cell['ratio']:6.2f} {cell['padding_share']:7.3f} {len(cell['shapes']):6d}")
