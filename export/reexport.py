@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from typing import Dict
 
 import tensorflow as tf
@@ -23,6 +22,7 @@ from data.pipeline import make_dataset
 from data.prepare import prepared_dir
 from data.spec import ASSETS_DIR, DataSpec
 from export import held_out_batches, options_from_train_config, sample_batch, texts_from_token_ids
+from export import vertex_env
 from export.formats import requested
 from export.run_report import try_write_report
 from export.saved_model import export_saved_model
@@ -90,7 +90,7 @@ def reexport(model_dir: str, export_dir: str = "", **option_overrides) -> Dict[s
     """
     model, spec, config, checkpoint = load_model(model_dir)
     train = config.get("train", {})
-    export_dir = (export_dir or os.environ.get("AIP_MODEL_DIR", "") or train.get("export_dir", "")
+    export_dir = (export_dir or vertex_env.model_dir() or train.get("export_dir", "")
                   or tf.io.gfile.join(model_dir, "export"))
     known = {f.name for f in dataclasses.fields(DataConfig)}
     data_values = config.get("data", {})

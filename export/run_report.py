@@ -23,7 +23,6 @@ import datetime
 import html
 import json
 import logging
-import os
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -32,7 +31,7 @@ from tensorflow.core.util import event_pb2
 
 from data.prepare import prepared_dir, read_manifest
 from data.spec import DataSpec
-from export import figures
+from export import figures, vertex_env
 from export.formats import RUNTIME_FORMATS
 
 REPORT_FILE = "report.html"
@@ -86,7 +85,7 @@ def gather(model_dir: str, exported: Optional[Dict[str, object]] = None) -> Dict
     metrics = _read_json(tf.io.gfile.join(model_dir, "metrics.json"))
     spec = DataSpec.load(model_dir)
     manifest = read_manifest(model_dir) or {}
-    root = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or model_dir
+    root = vertex_env.tensorboard_dir() or model_dir
     return {
         "model_dir": model_dir,
         "metrics": metrics,

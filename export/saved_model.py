@@ -28,7 +28,6 @@ import dataclasses
 import io
 import json
 import logging
-import os
 import pathlib
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import tensorflow as tf
 
 from data.spec import ASSETS_DIR, LABELS_FILE, SPEC_FILE, VOCAB_FILE
 from export import formats as formats_lib
+from export import vertex_env
 from export.parity import largest_diff
 from export.serving import ServingModule
 from export.warmup import warmup_requests, write_warmup
@@ -190,7 +190,7 @@ def uses_vertex_layout(export_dir: str, layout: str = "auto") -> bool:
     """Whether the model goes directly into `export_dir` (see the module docstring)."""
     if layout != "auto":
         return layout == "vertex"
-    model_dir = os.environ.get("AIP_MODEL_DIR", "")
+    model_dir = vertex_env.model_dir()
     return bool(model_dir) and model_dir.rstrip("/") == export_dir.rstrip("/")
 
 

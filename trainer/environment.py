@@ -12,8 +12,10 @@ Vertex AI custom training (its "prepare training code" requirements):
   CLOUD_ML_HP_METRIC_TAG, CLOUD_ML_HP_METRIC_FILE -> `hp_metric_tag()`, `in_tuning_trial()`
   CLUSTER_SPEC             -> `tf_config()`, converted by `tf_config_from_cluster_spec`
 The cluster: TF_CONFIG -> `tf_config()`. keras-tuner's distributed search:
-  KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT -> `tuner_role()`.
-`export/` reads AIP_MODEL_DIR itself (it never imports the trainer), in one place.
+  KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT -> `tuner_role()`, and
+  written from the cluster by `set_kerastuner_env_from_tf_config` (keras-tuner reads them).
+AIP_MODEL_DIR and AIP_TENSORBOARD_LOG_DIR are read by `export.vertex_env` (the export reads them
+too and never imports the trainer); `model_dir` and `tensorboard_dir` here are those.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 from typing import Mapping, MutableMapping, Optional
+
+from export.vertex_env import model_dir, tensorboard_dir  # noqa: F401 - the export reads them too
 
 VERTEX_JOB_VARIABLES = ("CLOUD_ML_JOB_ID", "CLOUD_ML_PROJECT_ID", "AIP_MODEL_DIR", "CLUSTER_SPEC")
 HP_METRIC_TAG, HP_METRIC_FILE = "CLOUD_ML_HP_METRIC_TAG", "CLOUD_ML_HP_METRIC_FILE"
@@ -33,14 +37,6 @@ TUNER_PREFIX = "KERASTUNER_"
 
 def checkpoint_dir(environ: Mapping[str, str] = os.environ) -> str:
     return environ.get("AIP_CHECKPOINT_DIR", "")
-
-
-def model_dir(environ: Mapping[str, str] = os.environ) -> str:
-    return environ.get("AIP_MODEL_DIR", "")
-
-
-def tensorboard_dir(environ: Mapping[str, str] = os.environ) -> str:
-    return environ.get("AIP_TENSORBOARD_LOG_DIR", "")
 
 
 def in_vertex_job(environ: Mapping[str, str] = os.environ) -> bool:
@@ -99,6 +95,34 @@ def tuner_role(environ: Mapping[str, str] = os.environ) -> str:
         raise RuntimeError(f"KERASTUNER_ORACLE_IP is set but {' and '.join(missing)} is not: a "
                            "distributed search needs the oracle's port and this tuner's id")
     return "chief" if "chief" in environ["KERASTUNER_TUNER_ID"] else "worker"
+
+
+def set_kerastuner_env_from_tf_config(environ=os.environ) -> bool:
+    """Maps a TF_CONFIG / Vertex CLUSTER_SPEC cluster onto keras-tuner's KERASTUNER_* variables.
+
+    The chief (`chief`, or `master`/`workerpool0` task 0) runs the oracle on port
+    KERASTUNER_ORACLE_PORT (default: the chief's own port in the cluster spec), listening on all
+    interfaces; every other task is a tuner worker `tuner<n>` that connects to the chief's host.
+    Does nothing (returns False) when KERASTUNER_ORACLE_IP is already set or the cluster has
+    one task.
+    """
+    if "KERASTUNER_ORACLE_IP" in environ:
+        return False
+    cluster_config = tf_config(environ, publish=False)
+    if not cluster_config:
+        return False
+    cluster, me = cluster_config.get("cluster", {}), cluster_config.get("task", {})
+    chief_type = next((t for t in ("chief", "master") if cluster.get(t)), "worker")
+    tasks = [(t, i) for t in sorted(cluster) for i in range(len(cluster[t])) if t not in ("ps", "evaluator")]
+    if len(tasks) < 2 or not cluster.get(chief_type):
+        return False
+    host, _, port = cluster[chief_type][0].rpartition(":")
+    is_chief = me.get("type") == chief_type and int(me.get("index", 0)) == 0
+    environ.setdefault("KERASTUNER_ORACLE_PORT", port)
+    environ["KERASTUNER_ORACLE_IP"] = "0.0.0.0" if is_chief else host
+    number = tasks.index((me.get("type"), int(me.get("index", 0))))
+    environ["KERASTUNER_TUNER_ID"] = "chief" if is_chief else f"tuner{number}"
+    return True
 
 
 def without_run_variables(environ: Mapping[str, str] = os.environ) -> dict:

@@ -374,34 +374,6 @@ def retrain_best(tuner: TrainerTuner, tuning_dir: str, tolerance: float) -> Opti
     return record
 
 
-def set_kerastuner_env_from_tf_config(environ=os.environ) -> bool:
-    """Maps a TF_CONFIG / Vertex CLUSTER_SPEC cluster onto keras-tuner's KERASTUNER_* variables.
-
-    The chief (`chief`, or `master`/`workerpool0` task 0) runs the oracle on port
-    KERASTUNER_ORACLE_PORT (default: the chief's own port in the cluster spec), listening on all
-    interfaces; every other task is a tuner worker `tuner<n>` that connects to the chief's host.
-    Does nothing (returns False) when KERASTUNER_ORACLE_IP is already set or the cluster has
-    one task.
-    """
-    if "KERASTUNER_ORACLE_IP" in environ:
-        return False
-    tf_config = environment.tf_config(environ, publish=False)
-    if not tf_config:
-        return False
-    cluster, me = tf_config.get("cluster", {}), tf_config.get("task", {})
-    chief_type = next((t for t in ("chief", "master") if cluster.get(t)), "worker")
-    tasks = [(t, i) for t in sorted(cluster) for i in range(len(cluster[t])) if t not in ("ps", "evaluator")]
-    if len(tasks) < 2 or not cluster.get(chief_type):
-        return False
-    host, _, port = cluster[chief_type][0].rpartition(":")
-    is_chief = me.get("type") == chief_type and int(me.get("index", 0)) == 0
-    environ.setdefault("KERASTUNER_ORACLE_PORT", port)
-    environ["KERASTUNER_ORACLE_IP"] = "0.0.0.0" if is_chief else host
-    number = tasks.index((me.get("type"), int(me.get("index", 0))))
-    environ["KERASTUNER_TUNER_ID"] = "chief" if is_chief else f"tuner{number}"
-    return True
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -420,7 +392,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     space = search_space(args.search_space, trainer_argv)
     hyperparameters = tuning_space.declare(space)
     direction = direction_for(objective, args.direction)
-    if set_kerastuner_env_from_tf_config():
+    if environment.set_kerastuner_env_from_tf_config():
         logging.info("distributed tuning from TF_CONFIG as %s (oracle %s:%s)", os.environ["KERASTUNER_TUNER_ID"],
                      os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
     is_worker = environment.tuner_role() == "worker"

@@ -5,7 +5,7 @@ import json
 import keras_tuner
 import pytest
 
-from trainer import task, tune, tuning_space
+from trainer import environment, task, tune, tuning_space
 from trainer.config import Config
 
 
@@ -114,16 +114,16 @@ def test_hyperband_budget_maps_to_epochs_and_warm_start(tmp_path):
 def test_tf_config_maps_onto_kerastuner_variables(task_type, index, expected_id, expected_ip):
     env = {"TF_CONFIG": json.dumps({"cluster": {"chief": ["chief-host:2222"], "worker": ["w0:2222", "w1:2222"]},
                                     "task": {"type": task_type, "index": index}})}
-    assert tune.set_kerastuner_env_from_tf_config(env)
+    assert environment.set_kerastuner_env_from_tf_config(env)
     assert (env["KERASTUNER_TUNER_ID"], env["KERASTUNER_ORACLE_IP"], env["KERASTUNER_ORACLE_PORT"]) == (
         expected_id, expected_ip, "2222")
 
 
 def test_single_task_or_explicit_kerastuner_env_is_left_alone():
     env = {"TF_CONFIG": json.dumps({"cluster": {"chief": ["h:1"]}, "task": {"type": "chief", "index": 0}})}
-    assert not tune.set_kerastuner_env_from_tf_config(env) and "KERASTUNER_TUNER_ID" not in env
+    assert not environment.set_kerastuner_env_from_tf_config(env) and "KERASTUNER_TUNER_ID" not in env
     env = {"KERASTUNER_ORACLE_IP": "x", "TF_CONFIG": "{}"}
-    assert not tune.set_kerastuner_env_from_tf_config(env)
+    assert not environment.set_kerastuner_env_from_tf_config(env)
 
 
 def test_task_tune_flag_delegates_to_the_tuner(capsys):
