@@ -53,6 +53,13 @@ def compiled_length(time_steps: tf.Tensor, multiple: int = XLA_TIME_MULTIPLE) ->
     return time_steps + (-time_steps) % step
 
 
+def compiled_lengths(shortest: int, longest: int) -> Tuple[int, ...]:
+    """Every time length XLA may compile for batches whose longest sequence lies in
+    [shortest, longest] (sorted): the distinct `compiled_length`s of those lengths."""
+    lengths = compiled_length(tf.range(max(1, shortest), max(1, shortest, longest) + 1))
+    return tuple(sorted({int(v) for v in lengths.numpy()}))
+
+
 def pad_time(batch: Dict[str, tf.Tensor], multiple: int) -> Dict[str, tf.Tensor]:
     """Zero-pads the time axis (axis 1) of the per-step entries up to `compiled_length`."""
     time_steps = tf.shape(next(batch[key] for key in TIME_KEYS if key in batch))[1]

@@ -33,7 +33,7 @@ from trainer import actions, checkpoints, distribution, environment, preemption,
 from trainer.config import Config, higher_is_better
 from trainer.optimization import make_optimizer
 from trainer.progress import Progress, describe_devices
-from trainer.steps import TrainLoop, make_eval_step
+from trainer.steps import TrainLoop, compiled_lengths, make_eval_step
 
 
 def resolve_dirs(config: Config) -> Config:
@@ -229,13 +229,18 @@ def _train(run: _Run) -> _Outcome:
     class_weights = (None if mc.class_weighting == "none" else tf.constant(class_weights_from_counts(
         mc.class_counts, mc.class_weighting, head=mc.resolved_head, num_examples=mc.num_train_examples),
         tf.float32))
+    jit = schedule.use_xla(tc.jit_compile, total_steps * run.global_batch * rules.median_length(spec))
+    if jit and spec.length_quantiles:
+        lengths = compiled_lengths(spec.length_quantiles[0], spec.length_quantiles[-1])
+        logging.info("XLA compiles the training step once per padded time length: at most %d for "
+                     "training lengths %d to %d (%s)", len(lengths), spec.length_quantiles[0],
+                     spec.length_quantiles[-1], ", ".join(map(str, lengths)))
     train_loop = TrainLoop(
         run.model, run.optimizer, mc.resolved_head, strategy=strategy,
-        iterators=run.iterators, rng=run.rng, step=step, clip_norm=tc.clip_norm, label_smoothing=mc.resolved_label_smoothing,
-        class_weights=class_weights, element_spec=run.train_datasets[0].element_spec,
-        grad_accum_steps=tc.grad_accum_steps,
-        jit_compile=schedule.use_xla(tc.jit_compile, total_steps * run.global_batch * rules.median_length(spec)),
-        stop=stop_signal.variable)
+        iterators=run.iterators, rng=run.rng, step=step, clip_norm=tc.clip_norm,
+        label_smoothing=mc.resolved_label_smoothing, class_weights=class_weights,
+        element_spec=run.train_datasets[0].element_spec, grad_accum_steps=tc.grad_accum_steps,
+        jit_compile=jit, stop=stop_signal.variable)
     writers = summaries.Writers(run.model_dir, enabled=worker.is_chief)
     writers.hparams(config)
     writers.skipped_records(run.prepared, step=int(step))

@@ -154,6 +154,15 @@ def test_xla_compiles_a_bounded_set_of_lengths_whatever_the_data():
     assert [int(compiled_length(t)) for t in (7, 29, 63)] == [8, 32, 64]  # short: multiples of 8
 
 
+def test_the_compiled_lengths_of_a_length_range_are_few_and_cover_it():
+    from trainer.steps import compiled_lengths
+
+    assert compiled_lengths(7, 26) == (8, 16, 24, 32)  # the bundled set's lengths
+    dna = compiled_lengths(4000, 18921)  # GeneFamilies' longest bucket
+    assert len(dna) <= 12 and dna[0] >= 4000 and dna[-1] >= 18921 and dna[-1] <= 1.25 * 18921
+    assert compiled_lengths(5, 5) == (8,)
+
+
 def _help_output() -> str:
     """`python -m trainer.task --help` in a fresh process, and whether it loaded TensorFlow."""
     code = ("import sys\nfrom trainer.task import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
