@@ -294,7 +294,7 @@ def _evaluation(metrics: dict) -> str:
         support = confusion[:, 1, :].sum(axis=1)
     bins = details.get("reliability")
     if bins:
-        parts.append(f"<h3>Reliability</h3>" + _note(
+        parts.append("<h3>Reliability</h3>" + _note(
             f"Top-class confidence in {details.get('ece_bins', len(bins['count']))} equal bins; the "
             f"expected calibration error (ECE) is the example-weighted mean gap between each bin's "
             f"accuracy and its mean confidence.") + _image(figures.reliability_diagram(

@@ -5,7 +5,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from data_testlib import dense_records, write_jsonl
 from data.config import DataConfig

@@ -1,6 +1,5 @@
 """Core-op walk, warmup records and the publish-only-when-verified rule."""
 
-import pathlib
 import shutil
 
 import numpy as np

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 pytestmark = pytest.mark.slow  # the shared exports (conftest.py)
 

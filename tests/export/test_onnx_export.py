@@ -3,10 +3,6 @@ cell, direction, pooling, branch and head it can express; garbage past a length 
 the outputs; the export verifies it in a process without TensorFlow and skips what ONNX cannot
 express instead of failing."""
 
-import dataclasses
-import subprocess
-import sys
-
 import numpy as np
 import onnx
 import onnxruntime as ort

@@ -1,7 +1,6 @@
 """Kill -9 a run at an arbitrary step, start the same command again: with deterministic data and
 op determinism the final weights equal an uninterrupted run's, dropout included."""
 
-import os
 import signal
 import subprocess
 import time
