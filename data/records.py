@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -63,11 +63,6 @@ class Example:
         return self.labels if self.labels is not None else (self.tags or ())
 
 
-_tokenize_one = tf.function(
-    lambda text, lowercase: tokenize(tf.reshape(text, [1]), lowercase).flat_values,
-    input_signature=None, reduce_retracing=True)
-
-
 class RecordValidator:
     """Turns raw records into `Example`s under one configuration.
 
@@ -109,7 +104,62 @@ class RecordValidator:
 
     def __call__(self, raw: RawRecord) -> Example:
         """Returns the record's `Example`; raises `BadRecordError`."""
-        record = decode(raw, self.names)
+        result = self.validate_chunk([raw])[0]
+        if isinstance(result, br.BadRecordError):
+            raise result
+        return result
+
+    def validate_chunk(self, raws: Sequence[RawRecord]) -> List[Union[Example, br.BadRecordError]]:
+        """`__call__` over records in order: an `Example` or the `BadRecordError` for each.
+
+        The texts of the chunk are tokenized in one TensorFlow call, before the records are
+        checked one by one (in order: the first valid record fixes kinds and widths). A call a
+        record cost about 0.75 ms, most of the preparation of a text data set.
+        """
+        decoded, texts = [], []
+        for raw in raws:
+            try:
+                record = decode(raw, self.names)
+            except br.BadRecordError as error:
+                decoded.append(error)
+                continue
+            text = self._text_of(record)
+            decoded.append((record, text is not None))
+            if text is not None:
+                texts.append(text)
+        tokenized = iter(self._tokenize(texts))
+        results: List[Union[Example, br.BadRecordError]] = []
+        for raw, item in zip(raws, decoded):
+            if isinstance(item, br.BadRecordError):
+                results.append(item)
+                continue
+            record, has_text = item
+            tokens = next(tokenized) if has_text else None
+            try:
+                results.append(self._validate(raw, record, tokens))
+            except br.BadRecordError as error:
+                results.append(error)
+        return results
+
+    def _text_of(self, record: Dict[str, Any]) -> Optional[str]:
+        """The text the record's input field holds, to tokenize ahead; None if it holds none
+        (or the field is in doubt: `_validate` then reports it, or tokenizes on its own)."""
+        try:
+            field, kind = self._input_field(record, lambda *args: br.BadRecordError("", 0, *args))
+        except br.BadRecordError:
+            return None
+        value = record[field]
+        return value if kind == "text" and isinstance(value, str) else None
+
+    def _tokenize(self, texts: Sequence[str]) -> List[Tuple[str, ...]]:
+        """`data.tokenizer.tokenize` of each text (the serving graph's own ops), in one call."""
+        if not texts:
+            return []
+        ragged = tokenize(tf.constant(list(texts)), self.config.lowercase)
+        return [tuple(t.decode("utf-8") for t in row) for row in ragged.to_list()]
+
+    def _validate(self, raw: RawRecord, record: Dict[str, Any], tokens: Optional[Tuple[str, ...]]) -> Example:
+        """Checks one decoded record; `tokens`: its text, tokenized ahead (None: not done)."""
 
         def bad(field, reason, kind):
             return br.BadRecordError(raw.file, raw.number, field, reason, kind, raw.unit)
@@ -125,8 +175,7 @@ class RecordValidator:
             if not isinstance(value, str):
                 raise bad(field, f"expected a string of text, got {type(value).__name__}",
                           br.BAD_VALUE)
-            example.tokens = tuple(t.decode("utf-8") for t in
-                                   _tokenize_one(tf.constant(value), self.config.lowercase).numpy())
+            example.tokens = tokens if tokens is not None else self._tokenize([value])[0]
         length = example.length
         if length == 0:
             raise bad(field, "the sequence is empty", br.EMPTY_SEQUENCE)

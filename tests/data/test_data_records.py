@@ -149,3 +149,43 @@ def test_skipped_share_over_the_limit_stops_the_run(tmp_path):
     message = str(info.value)
     assert "skipped 4 of 20" in message
     assert "'unparseable': 1" in message and "'ragged_features': 1" in message
+
+
+def test_a_chunk_validates_as_its_records_one_by_one(tmp_path):
+    """Texts tokenized together give the tokens, errors and kind decisions of one record at a
+    time: a bad record mid-chunk, a record whose kind the first record's fixed, odd spacing."""
+    records = [{"text": "Hello, World!  again", "label": "x"}, {"text": 3, "label": "x"},
+               {"tokens": ["a"], "label": "x"}, {"text": "ÄÖ über-all", "label": "y"},
+               '{"text": "broken', {"text": "last one.", "label": "x"}]
+    raws = list(read_records(write_jsonl(tmp_path / "d.jsonl", records)))
+    one_by_one = []
+    validator = RecordValidator(DataConfig())
+    for raw in raws:
+        try:
+            one_by_one.append(validator(raw))
+        except br.BadRecordError as error:
+            one_by_one.append(error)
+    chunked = RecordValidator(DataConfig()).validate_chunk(raws)
+
+    def view(result):
+        if isinstance(result, br.BadRecordError):
+            return ("bad", result.record_number, result.field, result.kind)
+        return ("ok", result.id, result.tokens, result.label)
+
+    assert [view(r) for r in chunked] == [view(r) for r in one_by_one]
+    assert [v[0] for v in map(view, chunked)] == ["ok", "bad", "bad", "ok", "bad", "ok"]
+    assert chunked[0].tokens == ("hello", ",", "world", "!", "again")
+
+
+def test_records_read_before_a_broken_file_are_checked_first():
+    from data.prepare import _chunks
+
+    def items():
+        yield from (1, 2, 3)
+        raise OSError("the file breaks off")
+
+    seen = []
+    with pytest.raises(OSError, match="breaks off"):
+        for chunk in _chunks(items(), 2):
+            seen.append(chunk)
+    assert seen == [[1, 2], [3]]
