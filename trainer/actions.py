@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import EvalMetrics
-from trainer import distribution
+from trainer import checkpoints, distribution
 from trainer.steps import model_keys
 
 
@@ -79,8 +79,6 @@ class BestKeeper:
 
     def __init__(self, state: RunState, model, directory: str, metric: str, higher_is_better: bool,
                  min_delta: float, enabled: bool):
-        from trainer import checkpoints
-
         self.state, self.metric = state, metric
         self.higher_is_better, self.min_delta, self.enabled = higher_is_better, min_delta, enabled
         self.checkpoint = tf.train.Checkpoint(model=model)

@@ -83,12 +83,6 @@ class WorkerInfo:
         return tf.io.gfile.join(model_dir, "workers", f"worker-{self.task_index}")
 
 
-def read_tf_config() -> Optional[dict]:
-    """TF_CONFIG as a dict (from CLUSTER_SPEC when only that is given, and then published as
-    TF_CONFIG for TensorFlow's resolver); None if neither is set. See `trainer.environment`."""
-    return environment.tf_config()
-
-
 def worker_info(tf_config: Optional[dict]) -> WorkerInfo:
     """Counts chief and worker tasks; the chief, when listed, is rank 0."""
     if not tf_config:
@@ -103,7 +97,7 @@ def worker_info(tf_config: Optional[dict]) -> WorkerInfo:
 
 def make_strategy(timeout_seconds: int = 300):
     """(strategy, WorkerInfo) for this process, from TF_CONFIG / CLUSTER_SPEC and the local GPUs."""
-    tf_config = read_tf_config()
+    tf_config = environment.tf_config()
     info = worker_info(tf_config)
     if info.num_workers > 1:
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_seconds)
@@ -144,7 +138,7 @@ def lost_peers(error: BaseException, tf_config: Optional[dict]) -> List[str]:
 
 def peer_lost(error: BaseException, info: WorkerInfo, step: int, checkpoint: Optional[str]) -> PeerLost:
     """The one-line `PeerLost` for a collective `error` that ended this worker at `step`."""
-    peers = lost_peers(error, read_tf_config())
+    peers = lost_peers(error, environment.tf_config())
     who = " and ".join(peers) if peers else "a peer"
     cause = next((text for pattern, text in LOST_PEER_CAUSES if pattern.search(str(error))), None)
     if cause is None:

@@ -196,11 +196,11 @@ def _run(argv: List[str], level: str = "info") -> int:
         # import brings TensorFlow in; unsilenced, its C++ import lines would reach the console.
         import_tensorflow(level)
     config = parse_config(argv)
-    from trainer import distribution
+    from trainer import distribution, environment
     from trainer.train import train_and_evaluate
 
     train_and_evaluate(config)
-    distribution.exit_together(distribution.worker_info(distribution.read_tf_config()))
+    distribution.exit_together(distribution.worker_info(environment.tf_config()))
     return 0
 
 

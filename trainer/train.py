@@ -190,12 +190,13 @@ def _set_up(config: Config, strategy, worker, model_dir: str, work_dir: str) -> 
                             by_length=True)
                if eval_split and eval_split.num_records else None)
     rng = tf.random.Generator.from_seed(tc.seed)
-    state = actions.RunState.create(higher_is_better(tc.early_stopping_metric))
+    better = higher_is_better(tc.early_stopping_metric)
+    state = actions.RunState.create(better)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, rng=rng, **state.checkpoint_items())
     manager = checkpoints.open_manager(checkpoint, worker.checkpoint_dir(model_dir),
                                        max_to_keep=tc.keep_checkpoint_max, step_counter=state.step)
     best = actions.BestKeeper(state, model, tf.io.gfile.join(work_dir, "best"), tc.early_stopping_metric,
-                              higher_is_better(tc.early_stopping_metric), tc.early_stopping_min_delta,
+                              better, tc.early_stopping_min_delta,
                               enabled=worker.is_chief)
     if worker.num_workers > 1:
         restored = checkpoints.restore_agreed(
