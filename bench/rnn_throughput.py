@@ -62,7 +62,7 @@ from models.rnn import SequenceEncoder  # noqa: E402
 from trainer.config import Config, TrainConfig  # noqa: E402
 from trainer.optimization import make_optimizer  # noqa: E402
 from trainer.steps import XLA_TIME_MULTIPLE, TrainLoop  # noqa: E402
-from trainer import rules  # noqa: E402
+from trainer import distribution, rules  # noqa: E402
 from trainer.schedule import next_stop, training_steps, use_xla  # noqa: E402
 from trainer.train import with_data_spec  # noqa: E402
 
@@ -124,6 +124,9 @@ def bench_product(data, epochs, bucketing, jit, workdir, precision=""):
     """seq/s of the trainer's own loop on the prepared workload, after one warm-up epoch.
 
     Returns (seq/s, mean loss of the timed epochs, details dict)."""
+    # The strategy a `python -m trainer.task` run on this machine takes (CPU replicas that split
+    # each batch, on a machine with more than one core), made before TensorFlow's first op.
+    strategy, worker = distribution.make_strategy(batch_size=BATCH, cpu_replicas=0)
     train_file = os.path.join(workdir, "train.jsonl")
     write_jsonl(train_file, data)  # the user's file: not part of preparation
     input_mb = os.path.getsize(train_file) / 2**20
@@ -152,7 +155,6 @@ def bench_product(data, epochs, bucketing, jit, workdir, precision=""):
     total_steps = training_steps(train_config, num_train, steps_per_epoch)
     auto_jit = use_xla("auto", total_steps * BATCH * rules.median_length(spec))
     keras.utils.set_random_seed(train_config.seed)
-    strategy = tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(model_config, precision or "float32")
         optimizer = make_optimizer(train_config, total_steps)
@@ -166,7 +168,8 @@ def bench_product(data, epochs, bucketing, jit, workdir, precision=""):
         step=tf.Variable(0, dtype=tf.int64, name="global_step"),
         clip_norm=train_config.clip_norm, label_smoothing=model_config.label_smoothing,
         class_weights=None, element_spec=dataset.element_spec,
-        grad_accum_steps=train_config.grad_accum_steps, jit_compile=jit)
+        grad_accum_steps=train_config.grad_accum_steps, jit_compile=jit,
+        batch_split=worker.cpu_replicas)
     periods = (train_config.log_step_count_steps, steps_per_epoch)
 
     warm = time_epochs(loop, steps_per_epoch, periods, 1)
@@ -183,7 +186,8 @@ def bench_product(data, epochs, bucketing, jit, workdir, precision=""):
                   f"head={model_config.resolved_head}, keep {model_config.input_keep_prob}/"
                   f"{model_config.state_keep_prob}/{model_config.output_keep_prob}, "
                   f"mask_per_example={model_config.mask_per_example}, "
-                  f"{train_config.optimizer} clip_norm={train_config.clip_norm}"),
+                  f"{train_config.optimizer} clip_norm={train_config.clip_norm}, "
+                  f"{worker.cpu_replicas} CPU replica(s) splitting each batch"),
         "boundaries": bucket_boundaries(spec, data_config.num_buckets) if bucketing else (),
         "shapes": _batch_shapes(prepared, spec, data_config, train_config.seed, steps_per_epoch,
                                 epochs, jit),

@@ -98,6 +98,11 @@ class TrainConfig:
       warm_start_vars: regex; only model variables whose path matches are warm-started.
       collective_timeout_secs: multi-worker collectives fail after this long (a dead peer
         ends the job instead of hanging it).
+      cpu_replicas: on a machine without a GPU, in a one-process job: replicas of the training
+        step on the CPU's cores, each on an equal share of every batch (the global batch stays
+        batch_size; only dropout masks are drawn per share). 0 = auto: as many as there are
+        cores, while each share keeps at least 32 sequences and divides the batch (2 on 2 cores
+        at batch 64: 1.3x the sequences/s of one); 1 = off. The choice is in the log.
       seed: seeds weights, shuffling, the validation hold-out and dropout masks.
       op_determinism: make every op deterministic (with `--deterministic` data order, a run
         and a killed-and-resumed run end bitwise equal; somewhat slower).
@@ -138,6 +143,7 @@ class TrainConfig:
     warm_start_from: str = ""
     warm_start_vars: str = ".*"
     collective_timeout_secs: int = 300
+    cpu_replicas: int = 0
     seed: int = 42
     op_determinism: bool = False
     jit_compile: str = "auto"
@@ -159,6 +165,8 @@ class TrainConfig:
             raise ValueError(f"max_steps and num_epochs must be >= 0 (got {self.max_steps}, {self.num_epochs})")
         if self.grad_accum_steps < 1:
             raise ValueError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+        if self.cpu_replicas < 0:
+            raise ValueError(f"cpu_replicas must be >= 0 (0 = auto), got {self.cpu_replicas}")
         if self.mixed_precision not in ("", "mixed_float16", "mixed_bfloat16"):
             raise ValueError(f"mixed_precision must be '', mixed_float16 or mixed_bfloat16, "
                              f"got {self.mixed_precision!r}")

@@ -204,7 +204,10 @@ def describe_devices(strategy, num_workers: int = 1) -> str:
 
     kind = next((kind for kind in ("TPU", "GPU") if tf.config.list_logical_devices(kind)), "CPU")
     per_worker = max(strategy.num_replicas_in_sync // max(num_workers, 1), 1)
-    text = "CPU" if kind == "CPU" else f"{per_worker} {kind}{'s' if per_worker > 1 else ''}"
+    if kind == "CPU":
+        text = f"CPU ({per_worker} replicas on its cores)" if per_worker > 1 else "CPU"
+    else:
+        text = f"{per_worker} {kind}{'s' if per_worker > 1 else ''}"
     return f"{num_workers} workers x {text}" if num_workers > 1 else text
 
 

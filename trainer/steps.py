@@ -120,7 +120,8 @@ class TrainLoop:
         `LossScaleOptimizer` (float16 mixed precision), whose scale the step applies.
       head: the model's head name (`models.loss_terms`).
       strategy: a `tf.distribute.Strategy` (the default one for a single device).
-      iterators: one checkpointable iterator per local replica, each over its own data shard.
+      iterators: one checkpointable iterator per local replica, each over its own data shard;
+        or, with `batch_split` > 1, one iterator whose batches the local replicas split.
       rng: checkpointed `tf.random.Generator`; one int64 [2] seed per micro-batch.
       step: int64 variable, the global step, incremented once per optimizer step.
       clip_norm: global-norm clipping of the summed gradient (0 = off).
@@ -130,12 +131,17 @@ class TrainLoop:
       jit_compile: compile the per-replica gradient computation with XLA.
       stop: a bool variable read before every step, or None; once it is True the chunk ends
         early (SIGTERM, `trainer.preemption`), after the step in flight.
+      batch_split: local replicas that share each batch (CPU replicas,
+        `trainer.distribution`): replica r takes examples r, r + n, r + 2n... of the batch, so
+        both halves have the batch's length bucket and the replicas finish together.
     """
 
     def __init__(self, model, optimizer, head: str, *, strategy, iterators: Sequence, rng, step,
                  clip_norm: float, label_smoothing: float, class_weights, element_spec,
-                 grad_accum_steps: int = 1, jit_compile: bool = False, stop=None):
+                 grad_accum_steps: int = 1, jit_compile: bool = False, stop=None,
+                 batch_split: int = 1):
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
+        self._split = batch_split
         self._stop = stop
         self.iterators, self.rng, self.step = list(iterators), rng, step
         self.stats = LoopStats()
@@ -164,6 +170,11 @@ class TrainLoop:
         self._loop(tf.constant(num_steps, tf.int32))
 
     def _next_batch(self):
+        if self._split > 1:
+            batch, split = model_keys(next(self.iterators[0])), self._split
+            return self.strategy.experimental_distribute_values_from_function(
+                lambda ctx: {key: value[ctx.replica_id_in_sync_group::split]
+                             for key, value in batch.items()})
         if len(self.iterators) == 1:
             return model_keys(next(self.iterators[0]))
         local = len(self.iterators)

@@ -89,7 +89,8 @@ def train_and_evaluate(config: Config) -> Dict[str, object]:
     config = resolve_dirs(config)
     tc = config.train
     # First of all: a multi-worker strategy sets up collective ops, which must precede other TF work.
-    strategy, worker = distribution.make_strategy(tc.collective_timeout_secs)
+    strategy, worker = distribution.make_strategy(tc.collective_timeout_secs, tc.cpu_replicas,
+                                                  config.data.batch_size)
     model_dir, work_dir = tc.model_dir, worker.work_dir(tc.model_dir)
     tf.io.gfile.makedirs(work_dir)
     if tc.op_determinism:
@@ -164,9 +165,11 @@ def _set_up(config: Config, strategy, worker, model_dir: str, work_dir: str) -> 
     tc, mc = config.train, config.model
 
     replicas = strategy.num_replicas_in_sync
-    local_replicas = max(1, replicas // worker.num_workers)
+    # One pipeline per local replica, each over its own shard; CPU replicas share one pipeline
+    # and split each of its batches (`TrainLoop`'s batch_split).
+    pipelines = 1 if worker.cpu_replicas > 1 else max(1, replicas // worker.num_workers)
     num_train = prepared.splits["train"].num_records
-    global_batch = config.data.batch_size * replicas * tc.grad_accum_steps
+    global_batch = config.data.batch_size * pipelines * worker.num_workers * tc.grad_accum_steps
     steps_per_epoch = max(1, math.ceil(num_train / global_batch))
     total_steps = schedule.training_steps(tc, num_train, steps_per_epoch)
     eval_every = tc.eval_every_steps or schedule.eval_period(total_steps, steps_per_epoch)
@@ -181,9 +184,9 @@ def _set_up(config: Config, strategy, worker, model_dir: str, work_dir: str) -> 
     train_files = prepared.splits["train"].files
     train_datasets = [
         make_dataset(train_files, spec, config.data, training=True, seed=tc.seed,
-                     num_shards=worker.num_workers * local_replicas,
-                     shard_index=worker.task_index * local_replicas + i)
-        for i in range(local_replicas)]
+                     num_shards=worker.num_workers * pipelines,
+                     shard_index=worker.task_index * pipelines + i)
+        for i in range(pipelines)]
     eval_split = prepared.splits.get("eval")
     # Evaluations batch by length (one pass, order free: the metrics are sums over examples).
     eval_ds = (make_dataset(eval_split.files, spec, config.data, training=False, seed=tc.seed,
@@ -241,7 +244,7 @@ def _train(run: _Run) -> _Outcome:
         iterators=run.iterators, rng=run.rng, step=step, clip_norm=tc.clip_norm,
         label_smoothing=mc.resolved_label_smoothing, class_weights=class_weights,
         element_spec=run.train_datasets[0].element_spec, grad_accum_steps=tc.grad_accum_steps,
-        jit_compile=jit, stop=stop_signal.variable)
+        jit_compile=jit, stop=stop_signal.variable, batch_split=run.worker.cpu_replicas)
     writers = summaries.Writers(run.model_dir, enabled=worker.is_chief)
     writers.hparams(config)
     writers.skipped_records(run.prepared, step=int(step))

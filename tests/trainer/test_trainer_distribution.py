@@ -137,3 +137,58 @@ def test_two_local_replicas_match_one_device_with_the_same_global_batch(tmp_path
                                 model_weights(str(tmp_path / "single" / "checkpoints" / f"ckpt-{STEPS}")))
     print(f"max |2 local replicas - 1 device| = {difference:.3g}")
     assert difference < 1e-5
+
+
+@pytest.mark.parametrize("cores, batch_size, expected", [
+    (2, 64, 2), (2, 32, 1), (2, 96, 2), (4, 64, 2), (4, 128, 4), (3, 64, 2), (3, 96, 3), (1, 64, 1),
+    (8, 8, 1)])
+def test_auto_cpu_replicas_keep_32_sequences_each_and_divide_the_batch(cores, batch_size, expected):
+    assert distribution.resolve_cpu_replicas(0, batch_size, cores) == expected
+
+
+def test_cpu_replicas_that_do_not_divide_the_batch_are_refused():
+    assert distribution.resolve_cpu_replicas(2, 8, cores=1) == 2  # asked for: taken as given
+    with pytest.raises(ValueError, match="cpu_replicas=3 must divide batch_size=64"):
+        distribution.resolve_cpu_replicas(3, 64, cores=4)
+
+
+def _cpu_replica_flags(data, model_dir, replicas, **overrides):
+    return tiny_flags(*data, model_dir, max_steps=STEPS, cpu_replicas=replicas, **overrides)
+
+
+@pytest.mark.slow  # three trainer runs in subprocesses
+def test_cpu_replicas_split_each_batch_and_match_one_replica(tmp_path):
+    """Two CPU replicas take examples 0, 2, 4... and 1, 3, 5... of every batch of 8: the step
+    sees the same 8 sequences as one replica would (dropout off, so nothing else differs)."""
+    data = tiny_data(tmp_path, train_every=5)
+    runs = {}
+    for replicas in (2, 1):
+        result = subprocess.run(command(_cpu_replica_flags(data, tmp_path / f"r{replicas}", replicas)),
+                                capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        runs[replicas] = result
+    assert "on CPU (2 replicas on its cores)" in runs[2].stdout
+    assert "steps/epoch of 8 (2 replicas x 1 micro-batches)" in runs[2].stdout
+    assert "steps/epoch of 8 (1 replicas x 1 micro-batches)" in runs[1].stdout
+    difference = max_difference(model_weights(str(tmp_path / "r2" / "checkpoints" / f"ckpt-{STEPS}")),
+                                model_weights(str(tmp_path / "r1" / "checkpoints" / f"ckpt-{STEPS}")))
+    print(f"max |2 CPU replicas - 1| = {difference:.3g}")
+    assert 0 < difference < 1e-5  # the sums over examples are added in another order
+
+
+@pytest.mark.slow  # three trainer runs in subprocesses
+def test_cpu_replicas_resume_exactly(tmp_path):
+    """With dropout on (masks drawn per replica from the checkpointed generator), 2 steps, a
+    new process and 2 more end bitwise equal to 4 straight steps."""
+    data = tiny_data(tmp_path, train_every=5)
+    dropout = dict(input_keep_prob=0.8, state_keep_prob=0.8, output_keep_prob=0.8)
+    for model_dir, steps in (("straight", STEPS), ("resumed", STEPS // 2), ("resumed", STEPS)):
+        flags = _cpu_replica_flags(data, tmp_path / model_dir, 2, **dropout)
+        flags[flags.index("--max-steps") + 1] = str(steps)
+        result = subprocess.run(command(flags), capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "2 replicas x 1 micro-batches" in result.stdout
+    assert "resumed from" in result.stderr
+    straight = model_weights(str(tmp_path / "straight" / "checkpoints" / f"ckpt-{STEPS}"))
+    resumed = model_weights(str(tmp_path / "resumed" / "checkpoints" / f"ckpt-{STEPS}"))
+    assert max_difference(straight, resumed) == 0.0
