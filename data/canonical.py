@@ -5,6 +5,9 @@ as class strings: `label` (bytes) or `labels` (bytes list). Feature lists: `feat
 list of width D per step) or `tokens` (one bytes value per step, text already tokenized), and
 `tags` (one bytes value per step). Classes stay strings here; `data.pipeline` maps them to ids
 with the spec's label list, so a shard never disagrees with `labels.txt`.
+
+Shards are uncompressed `.tfrecord` files; a `.tfrecord.gz` shard (what preparations wrote
+before 2026-12-06) is read as gzip (`compression_of`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,45 @@ from data.records import Example
 from data.spec import DataSpec
 
 
+def compression_of(path: str) -> str:
+    """The `TFRecordDataset` compression_type of a shard: "GZIP" for a `.gz` name, else ""."""
+    return "GZIP" if path.endswith(".gz") else ""
+
+
 def _bytes(values) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
+
+
+def _varint(value: int) -> bytes:
+    """Protobuf's base-128 varint of a non-negative int."""
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if not value:
+            out.append(low)
+            return bytes(out)
+        out.append(low | 0x80)
+
+
+def float_steps(features: np.ndarray) -> bytes:
+    """The serialized `tf.train.FeatureList` of float32 [T, D] steps, one `FloatList` of D
+    values per step: the bytes protobuf writes for it (tested), built with numpy in one go.
+
+    Every step's message has the same size, so each is one fixed header (FeatureList.feature,
+    Feature.float_list and the packed FloatList.value, each a field tag and a length) followed
+    by its D little-endian float32s. It replaced adding the steps to a message one by one, which
+    took a third of the preparation of dense data.
+    """
+    steps, width = features.shape
+    payload = 4 * width
+    value = b"\x0a" + _varint(payload)  # FloatList.value = 1, packed
+    float_list = b"\x12" + _varint(len(value) + payload)  # Feature.float_list = 2
+    feature = b"\x0a" + _varint(len(float_list) + len(value) + payload)  # FeatureList.feature = 1
+    header = np.frombuffer(feature + float_list + value, np.uint8)
+    rows = np.empty((steps, len(header) + payload), np.uint8)
+    rows[:, :len(header)] = header
+    rows[:, len(header):] = np.ascontiguousarray(features, "<f4").view(np.uint8).reshape(steps, payload)
+    return rows.tobytes()
 
 
 def serialize(example: Example) -> bytes:
@@ -35,12 +75,7 @@ def serialize(example: Example) -> bytes:
         context["labels"] = _bytes(example.labels)
     lists = {}
     if example.features is not None:
-        # Steps added to one message from Python floats: 5x faster than a Feature per step built
-        # from numpy rows, and byte-identical.
-        steps = tf.train.FeatureList()
-        for step in example.features.tolist():
-            steps.feature.add().float_list.value.extend(step)
-        lists["features"] = steps
+        lists["features"] = tf.train.FeatureList.FromString(float_steps(example.features))
     else:
         lists["tokens"] = tf.train.FeatureList(feature=[_bytes([t]) for t in example.tokens])
     if example.tags is not None:

@@ -73,9 +73,13 @@ def make_dataset(files: Sequence[str], spec: DataSpec, config: DataConfig, *, tr
     repeat = training if repeat is None else repeat
     parallel = tf.data.AUTOTUNE
 
+    compressions = {canonical.compression_of(f) for f in files}
+    if len(compressions) > 1:
+        raise ValueError(f"make_dataset: mixed gzip and uncompressed shards {files}")
+    compression = compressions.pop()
     ds = tf.data.Dataset.from_tensor_slices(files)
     ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
         cycle_length=min(len(files), 8), block_length=1,
         num_parallel_calls=parallel,
         deterministic=config.deterministic)

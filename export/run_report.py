@@ -8,7 +8,7 @@ shows is read back from the model dir, so it can be rebuilt from the files alone
                           confusion matrix and reliability bins ("predictions")
   config.json             the resolved config
   prepared/manifest.json  records, skipped records by reason, truncations, per split
-  prepared/*.tfrecord.gz  labels and lengths per split (at most MAX_RECORDS_READ records each)
+  prepared/*.tfrecord     labels and lengths per split (at most MAX_RECORDS_READ records each)
   train/ summaries        train loss, sequences/s, real tokens/s and padding share by step
                           (under $AIP_TENSORBOARD_LOG_DIR when Vertex AI sets it)
 
@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
+from data.canonical import compression_of
 from data.prepare import prepared_dir, read_manifest
 from data.spec import DataSpec
 from export import figures, vertex_env
@@ -151,7 +152,8 @@ def _read_split(files: Sequence[str], spec: DataSpec) -> Dict[str, object]:
                    "tags": lambda: tf.reshape(lists["tags"], [-1])}[spec.target_kind]()
         return ctx["length"], targets
 
-    dataset = (tf.data.TFRecordDataset(list(files), compression_type="GZIP").take(MAX_RECORDS_READ)
+    dataset = (tf.data.TFRecordDataset(list(files), compression_type=compression_of(files[0]))
+               .take(MAX_RECORDS_READ)
                .batch(4096).map(parse))
     lengths, index = [], {label.encode("utf-8"): i for i, label in enumerate(spec.labels)}
     counts = np.zeros(len(spec.labels), np.int64)

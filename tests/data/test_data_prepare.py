@@ -119,6 +119,41 @@ def test_statistics_over_real_steps_of_the_train_split(tmp_path):
     assert prepared.splits["eval"].num_records == 4 and "test" not in prepared.splits
 
 
+def test_statistics_leave_out_the_drawn_hold_out(tmp_path):
+    """Statistics are gathered while reading and the hold-out's taken back out: they equal
+    those of the training records alone, classes and tokens seen only in the hold-out included."""
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(40):
+        length = int(rng.integers(1, 9))
+        features = np.column_stack([rng.normal(3.0, 2.0, length), np.full(length, 0.5)])
+        records.append({"id": f"r{i}", "label": f"c{i % 3}", "features": features.tolist()})
+    train = write_jsonl(tmp_path / "train.jsonl", records)
+    prepared = prepare_data(DataConfig(train_data=train, eval_fraction=0.25), str(tmp_path / "m"), seed=1)
+    kept = set(split_ids(prepared, "train"))
+    assert len(kept) == 30 and prepared.splits["eval"].num_records == 10
+    kept_records = [r for r in records if r["id"] in kept]
+    steps = np.concatenate([np.array(r["features"], np.float32) for r in kept_records]).astype(np.float64)
+    spec = prepared.spec
+    np.testing.assert_allclose(spec.feature_mean, steps.mean(axis=0), rtol=1e-12)
+    assert spec.feature_std[0] == pytest.approx(steps[:, 0].std(), rel=1e-12)
+    assert spec.feature_std[1] == 1.0  # constant in both parts
+    assert spec.num_train_examples == 30
+    assert spec.label_counts == tuple(sum(r["label"] == c for r in kept_records) for c in ("c0", "c1", "c2"))
+    lengths = [len(r["features"]) for r in kept_records]
+    assert spec.length_quantiles == tuple(int(v) for v in np.percentile(lengths, range(0, 101, 10),
+                                                                      method="nearest"))
+
+    text_rows = [[f"common w{i}", "a" if i else "only_held_out"] for i in range(40)]
+    text = write_csv(tmp_path / "text.csv", ["text", "label"], text_rows)
+    prepared = prepare_data(DataConfig(train_data=text, eval_fraction=0.25), str(tmp_path / "t"), seed=0)
+    kept = {int(i.rsplit(":", 1)[1]) - 2 for i in split_ids(prepared, "train")}  # id: file:line
+    assert 0 not in kept  # seed 0 holds out record 0, the only "only_held_out" (and w0)
+    spec = prepared.spec
+    assert spec.labels == ("a", "only_held_out") and spec.label_counts == (30, 0)
+    assert set(spec.vocab) == {"common"} | {f"w{i}" for i in kept}
+
+
 def test_text_input_vocab_labels_and_shards(tmp_path):
     rows = [["The cat sat.", "b"], ["the dog", "a"], ["A cat!", "10"], ["cat", "2"]] * 3
     train = write_csv(tmp_path / "train.csv", ["text", "label"], rows)

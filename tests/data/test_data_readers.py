@@ -1,8 +1,11 @@
 """Readers: every format, gzip, globs of shards, ram:// paths."""
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from data_testlib import sequence_example, write_csv, write_jsonl, write_tfrecord
+from data.canonical import float_steps
 from data.config import DataConfig
 from data.readers import expand_patterns, file_format, read_records
 from data.records import RecordValidator
@@ -101,3 +104,14 @@ def test_custom_field_names_with_kinds(tmp_path):
     assert as_text.weight == 2.0
     as_tokens = RecordValidator(DataConfig(input_field="words:tokens", target_field="ner:tags"))(raw)
     assert as_tokens.tokens == ("a", "b")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2), (200, 32), (5, 40)])  # 40 floats: 160 bytes, a 2-byte varint
+def test_float_steps_are_the_bytes_protobuf_writes(shape):
+    values = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    values[0, 0] = -0.0
+    reference = tf.train.FeatureList()
+    for step in values.tolist():
+        reference.feature.add().float_list.value.extend(step)
+    assert float_steps(values) == reference.SerializeToString()
+    assert tf.train.FeatureList.FromString(float_steps(values)) == reference
