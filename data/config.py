@@ -71,8 +71,9 @@ class DataConfig:
         files make at most `cache_max_mb` (memory: about the parsed split). The trainer's
         checkpoints do not hold data (the step is the data position), so this costs no
         checkpoint space.
-      cache_max_mb: the largest split (prepared gzip files, MB) that `cache` keeps in memory;
-        larger splits are read from disk every epoch (logged). 0: no limit.
+      cache_max_mb: the largest split (its prepared files, MB: uncompressed, so about the
+        memory the cache takes) that `cache` keeps in memory; larger splits are read from disk
+        every epoch (logged). 0: no limit.
       deterministic: keep the tf.data order fixed; needed for an exact resume (the trainer
         rebuilds the order and skips to the step).
       num_oov_buckets: hash buckets for out-of-vocabulary tokens (at least 1).
@@ -101,7 +102,7 @@ class DataConfig:
     max_skipped_fraction: float = 0.01
     shuffle_buffer: int = 10000
     cache: bool = True
-    cache_max_mb: float = 64.0
+    cache_max_mb: float = 128.0
     deterministic: bool = True
     num_oov_buckets: int = _prepares(1)
     min_token_count: int = _prepares(1)
