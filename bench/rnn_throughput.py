@@ -63,7 +63,7 @@ from models.config import ModelConfig  # noqa: E402
 from models.rnn import SequenceEncoder  # noqa: E402
 from trainer.config import Config, TrainConfig  # noqa: E402
 from trainer.optimization import make_optimizer  # noqa: E402
-from trainer.steps import XLA_TIME_MULTIPLE, TrainLoop  # noqa: E402
+from trainer.steps import XLA_TIME_MULTIPLE, TrainLoop, compiled_lengths  # noqa: E402
 from trainer import distribution, rules  # noqa: E402
 from trainer.schedule import next_stop, training_steps, use_xla  # noqa: E402
 from trainer.train import with_data_spec  # noqa: E402
@@ -155,7 +155,8 @@ def bench_product(data, epochs, bucketing, jit, workdir, precision=""):
     # What a default `python -m trainer.task` run on this data would train: it sets the
     # optimizer schedule, and `jit_compile=auto` decides from it.
     total_steps = training_steps(train_config, num_train, steps_per_epoch)
-    auto_jit = use_xla("auto", total_steps * BATCH * rules.median_length(spec))
+    auto_jit = use_xla("auto", total_steps * BATCH * rules.median_length(spec),
+                       len(compiled_lengths(spec.length_quantiles[0], spec.length_quantiles[-1])))
     keras.utils.set_random_seed(train_config.seed)
     with strategy.scope():
         model = build_model(model_config, precision or "float32")

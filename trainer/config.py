@@ -21,8 +21,11 @@ from models.config import ModelConfig
 SECTIONS = ("data", "model", "train")
 # Below this many real training steps (tokens: sequences x their lengths, over the whole run)
 # XLA's compile time outweighs its speed-up on CPU. Measured on 2 cores: break-even near 35k
-# sequences of the bundled data (median length 15), i.e. about half a million tokens.
+# sequences of the bundled data (median length 15), i.e. about half a million tokens, for its
+# XLA_AUTO_REFERENCE_SHAPES compiled time lengths; the compile time grows with their number
+# (about 2 s each there, 1.6 s each for the throughput workload's 10), so the threshold does.
 XLA_AUTO_MIN_TOKENS = 500_000
+XLA_AUTO_REFERENCE_SHAPES = 4
 # num_epochs=0: show the model about this many sequences in all, in 3 to 150 passes. On the
 # bundled data (243 training sequences) that is 150 epochs: in 2x5-fold cross-validation on its
 # train split, held-out loss fell from 0.111 (60 epochs) to 0.085 (150) and 0.084 (300), errors
@@ -111,7 +114,8 @@ class TrainConfig:
         "on", "off" or "auto". On 2 CPU cores XLA gives ~3x the steps/s of the
         default model (~7x on long sequences) once compiled, but compiling costs ~8 s, so
         "auto" turns it on when the run will read at least `XLA_AUTO_MIN_TOKENS` real steps
-        (steps x batch x median length) and says so in the log.
+        (steps x batch x median length) per `XLA_AUTO_REFERENCE_SHAPES` time lengths it
+        compiles, and says so in the log.
       export_formats: comma-separated subset of "saved_model", "tflite", "onnx" (the TFLite and
         ONNX files go inside the SavedModel version folder; "" exports nothing; onnx needs the
         `onnx` extra).

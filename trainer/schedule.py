@@ -12,7 +12,8 @@ import logging
 import math
 
 from trainer.config import (AUTO_EPOCH_SEQUENCES, AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE,
-                            AUTO_MIN_STEPS, AUTO_PATIENCE_FRACTION, XLA_AUTO_MIN_TOKENS)
+                            AUTO_MIN_STEPS, AUTO_PATIENCE_FRACTION, XLA_AUTO_MIN_TOKENS,
+                            XLA_AUTO_REFERENCE_SHAPES)
 
 # Evaluations (and so checkpoints) a default run makes at most: each costs a pass over the
 # eval split and a checkpoint write, which on tiny sets cost more than the epoch itself.
@@ -57,13 +58,16 @@ def eval_period(total_steps: int, steps_per_epoch: int) -> int:
     return epochs * steps_per_epoch
 
 
-def use_xla(setting: str, training_tokens: int) -> bool:
-    """Resolves `jit_compile` ("on", "off", "auto") for a run that reads this many real steps."""
+def use_xla(setting: str, training_tokens: int, compiled_shapes: int = XLA_AUTO_REFERENCE_SHAPES) -> bool:
+    """Resolves `jit_compile` ("on", "off", "auto") for a run that reads this many real steps
+    and would compile the step for `compiled_shapes` time lengths (each compile costs seconds)."""
     if setting != "auto":
         return setting == "on"
-    chosen = training_tokens >= XLA_AUTO_MIN_TOKENS
-    logging.info("jit_compile=auto: XLA %s for about %d training tokens (on from %d)",
-                 "on" if chosen else "off", training_tokens, XLA_AUTO_MIN_TOKENS)
+    threshold = XLA_AUTO_MIN_TOKENS * max(1, compiled_shapes) // XLA_AUTO_REFERENCE_SHAPES
+    chosen = training_tokens >= threshold
+    logging.info("jit_compile=auto: XLA %s for about %d training tokens (on from %d for %d "
+                 "compiled time lengths)", "on" if chosen else "off", training_tokens, threshold,
+                 compiled_shapes)
     return chosen
 
 

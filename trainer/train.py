@@ -233,9 +233,11 @@ def _train(run: _Run) -> _Outcome:
     class_weights = (None if mc.class_weighting == "none" else tf.constant(class_weights_from_counts(
         mc.class_counts, mc.class_weighting, head=mc.resolved_head, num_examples=mc.num_train_examples),
         tf.float32))
-    jit = schedule.use_xla(tc.jit_compile, total_steps * run.global_batch * rules.median_length(spec))
-    if jit and spec.length_quantiles:
-        lengths = compiled_lengths(spec.length_quantiles[0], spec.length_quantiles[-1])
+    lengths = (compiled_lengths(spec.length_quantiles[0], spec.length_quantiles[-1])
+               if spec.length_quantiles else ())
+    jit = schedule.use_xla(tc.jit_compile, total_steps * run.global_batch * rules.median_length(spec),
+                           len(lengths) or schedule.XLA_AUTO_REFERENCE_SHAPES)
+    if jit and lengths:
         logging.info("XLA compiles the training step once per padded time length: at most %d for "
                      "training lengths %d to %d (%s)", len(lengths), spec.length_quantiles[0],
                      spec.length_quantiles[-1], ", ".join(map(str, lengths)))

@@ -109,6 +109,12 @@ def test_jit_compile_auto_turns_xla_on_only_for_runs_long_enough_to_repay_compil
     assert use_xla("auto", XLA_AUTO_MIN_TOKENS) is True
     assert use_xla("auto", XLA_AUTO_MIN_TOKENS - 1) is False
     assert use_xla("on", 1) is True and use_xla("off", 10**9) is False
+    # Each compiled time length costs a compile: twice the shapes need twice the tokens.
+    from trainer.config import XLA_AUTO_REFERENCE_SHAPES as shapes
+    assert use_xla("auto", XLA_AUTO_MIN_TOKENS, 2 * shapes) is False
+    assert use_xla("auto", 2 * XLA_AUTO_MIN_TOKENS, 2 * shapes) is True
+    assert use_xla("auto", XLA_AUTO_MIN_TOKENS // shapes, 1) is True
+    assert use_xla("auto", XLA_AUTO_MIN_TOKENS // shapes - 1, 1) is False
 
 
 def test_num_epochs_zero_adapts_to_the_number_of_training_sequences():
