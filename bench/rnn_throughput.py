@@ -10,7 +10,11 @@ read by `data.pipeline.make_dataset(training=True)` (shuffle, cache, length buck
 trained by `models.build_model` + `trainer.optimization.make_optimizer` + the trainer's compiled
 `trainer.steps.TrainLoop`, in chunks that end where the trainer's would (every
 `log_step_count_steps` and at epoch ends). Checkpoint saves, evaluation and the progress bar
-are not timed. Sequences and seconds come from the loop's own stats. On a machine without a
+are not timed. Sequences and seconds come from the loop's own stats. Every row that is timed
+by epochs (the loop and the peers) runs a warm-up epoch, then `--epochs` epochs each timed on its
+own, and its rate is its fastest epoch's: the Keras dropout row alternated between about 200 and
+360 seq/s from one epoch to the next on this 2-core machine (one process, nothing else running),
+so a mean of two epochs moved 2x between runs. All epoch rates are printed. On a machine without a
 GPU and with more than one core it runs as the CLI would (`trainer.distribution.make_strategy`,
 auto CPU replicas that split each batch). The Keras peers train on the same arrays, padded to
 200, each in a process of its own (`bench_keras_process`).
@@ -177,12 +181,16 @@ def bench_product(data, epochs, bucketing, jit, workdir, precision=""):
 
     warm = time_epochs(loop, steps_per_epoch, periods, 1)
     meter = CpuMeter()
-    timed = time_epochs(loop, steps_per_epoch, periods, epochs)
+    each = [time_epochs(loop, steps_per_epoch, periods, 1) for _ in range(epochs)]  # timed one by one
     other_cpu = meter.others()
-    sequences, tokens, padding, seconds, loss, chunks = timed
+    rates = [epoch[0] / epoch[3] for epoch in each]
+    sequences, tokens, seconds, chunks = (sum(epoch[i] for epoch in each) for i in (0, 1, 3, 5))
+    padding = 1.0 - tokens / sum(epoch[1] / max(1.0 - epoch[2], 1e-12) for epoch in each)
+    loss = sum(epoch[4] for epoch in each) / len(each)
     details = {
         "prepare_seconds": prepare_seconds, "prepare_input_mb": input_mb, "warmup_seconds": warm[3],
         "steps": epochs * steps_per_epoch, "chunks": chunks, "tokens_per_second": tokens / seconds,
+        "epoch_rates": rates,
         "padding_share": padding, "auto_jit": auto_jit, "total_steps": total_steps,
         "model": (f"{model_config.cell} {model_config.hidden_units} x{model_config.num_layers}, "
                   f"bidirectional={model_config.bidirectional}, pooling={model_config.pooling}, "
@@ -195,7 +203,7 @@ def bench_product(data, epochs, bucketing, jit, workdir, precision=""):
         "shapes": _batch_shapes(prepared, spec, data_config, train_config.seed, steps_per_epoch,
                                 epochs, jit),
     }
-    return sequences / seconds, loss, other_cpu, details
+    return max(rates), loss, other_cpu, details
 
 
 # Optimizer steps of the two timed CLI runs (their difference is the marginal rate's).
@@ -438,15 +446,15 @@ def bench_keras_process(data, epochs, dropout):
     if result.returncode:
         raise RuntimeError(f"Keras peer process failed: {result.stderr[-2000:]}")
     row = json.loads(result.stdout.strip().splitlines()[-1])
-    return row["sequences_per_second"], row["loss"], other_cpu
+    return row["sequences_per_second"], row["loss"], other_cpu, row["epoch_rates"]
 
 
 def _keras_peer_main(kind, path, epochs):
     """The Keras peer process: one row on the data in `path`, as a JSON line on stdout."""
     arrays = np.load(path)
-    speed, loss, _ = bench_keras((arrays["x"], arrays["lengths"], arrays["labels"]), epochs,
-                                 kind == "dropout")
-    print(json.dumps({"sequences_per_second": speed, "loss": float(loss)}))
+    speed, loss, _, rates = bench_keras((arrays["x"], arrays["lengths"], arrays["labels"]), epochs,
+                                        kind == "dropout")
+    print(json.dumps({"sequences_per_second": speed, "loss": float(loss), "epoch_rates": rates}))
 
 
 def bench_torch(data, epochs):
@@ -465,17 +473,20 @@ def bench_torch(data, epochs):
     if result.returncode:
         raise RuntimeError(f"bench/torch_peer.py failed: {result.stderr[-2000:]}")
     row = json.loads(result.stdout.strip().splitlines()[-1])
-    return row["sequences_per_second"], row["loss"], other_cpu
+    return row["sequences_per_second"], row["loss"], other_cpu, row["epoch_rates"]
 
 
 def timed(epoch, n, epochs):
-    """Runs one warm-up epoch (tracing, XLA compiles), then `epochs` timed ones: seq/s."""
+    """Runs one warm-up epoch (tracing, XLA compiles), then `epochs` timed ones, each timed on
+    its own: (the fastest epoch's seq/s, the last loss, others CPU, every epoch's seq/s)."""
     epoch()
     meter = CpuMeter()
-    start = time.perf_counter()
+    rates = []
     for _ in range(epochs):
+        start = time.perf_counter()
         loss = epoch()
-    return n * epochs / (time.perf_counter() - start), loss, meter.others()
+        rates.append(n / (time.perf_counter() - start))
+    return max(rates), loss, meter.others(), rates
 
 
 class CpuMeter:
@@ -528,7 +539,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1024 sequences instead of 4096")
     parser.add_argument("--sequences", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs after warm-up")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="timed epochs after warm-up, each timed on its own (a row is its fastest)")
     parser.add_argument("--no-bucketing", action="store_true")
     parser.add_argument("--no-jit", action="store_true")
     parser.add_argument("--skip-keras", action="store_true")
@@ -555,15 +567,19 @@ def main(argv=None):
     bucketing, jit = not args.no_bucketing, not args.no_jit
     rows = []
 
-    def add(label, speed, loss, other_cpu):
+    epoch_rates = {}
+
+    def add(label, speed, loss, other_cpu, rates=()):
         rows.append((label, speed, loss, other_cpu))
+        epoch_rates[label] = rates
         print(f"{label:62s} {speed:8.1f} seq/s", flush=True)
 
     cli, cli_speed, inference = None, 0.0, {}
     with tempfile.TemporaryDirectory(prefix="rnn_throughput_") as workdir:
         speed, loss, other_cpu, details = bench_product(data, args.epochs, bucketing, jit, workdir, args.mixed_precision)
         add(f"seqtrain trainer path (bucketing={bucketing}, jit={jit}"
-            + (f", {args.mixed_precision})" if args.mixed_precision else ")"), speed, loss, other_cpu)
+            + (f", {args.mixed_precision})" if args.mixed_precision else ")"), speed, loss, other_cpu,
+            details["epoch_rates"])
         if not args.skip_cli:
             test_file = os.path.join(workdir, "test.jsonl")
             write_jsonl(test_file, tuple(part[:256] for part in data))
@@ -619,6 +635,10 @@ def main(argv=None):
         others = "n/a" if other_cpu is None else f"{other_cpu:.2f}"
         shown = "n/a" if loss != loss else f"{loss:.4f}"  # the CLI row reports no loss
         print(f"{label:62s} {speed:8.1f} {shown:>10s} {others:>10s}")
+    print("seq/s: the fastest timed epoch (the CLI: its marginal rate); every timed epoch:")
+    for label, rates in epoch_rates.items():
+        if rates:
+            print(f"  {label.strip():60s} " + ", ".join(f"{rate:.1f}" for rate in rates))
     if keras_rows:
         ours = rows[0][1]
         print()

@@ -31,6 +31,7 @@ def test_quick_run_prints_ratios(capsys):
     assert "ratio vs Keras dropout:" in out and "ratio vs Keras no dropout:" in out
     assert "(target >= 5.5)" in out and "(target >= 1.5)" in out
     assert "ratio CLI / trainer loop:" in out
+    assert "every timed epoch:" in out
     assert "inference batch  1: SavedModel" in out and "inference batch 64: SavedModel" in out
 
 
@@ -66,8 +67,9 @@ def test_pytorch_peer_trains_the_same_workload():
     its own process gives a rate and a finite loss."""
     pytest.importorskip("torch")
     bench = _load_bench()
-    speed, loss, _ = bench.bench_torch(bench.make_data(128), epochs=1)
+    speed, loss, _, rates = bench.bench_torch(bench.make_data(128), epochs=2)
     assert speed > 0 and loss == loss and 0.0 < loss < 10.0
+    assert len(rates) == 2 and speed == max(rates)  # the row is its fastest timed epoch
 
 
 @pytest.mark.slow  # the trainer path's row trains
