@@ -3,8 +3,8 @@
 `read` yields one `RawRecord` per non-blank line, numbered by line (1-based), its payload the
 line (str). `decode` parses it into the plain dict `data.records` validates.
 
-Lines are parsed with orjson (3x faster than the standard library on lines of numbers: it was
-most of the preparation time); a line orjson refuses is parsed again by `json`, so what the
+Lines are parsed with orjson (1.8x faster than the standard library on lines of numbers, which
+were most of the preparation time); a line orjson refuses is parsed again by `json`, so what the
 standard library reads (NaN, Infinity, lone surrogates, deep nesting up to its own limit) reads
 as before, and its message names what is wrong. One difference remains: orjson reads an
 integer beyond 64 bits as a float, so such a label or id is refused as a float where `json`
