@@ -7,7 +7,9 @@ Lines file -> `data.prepare.prepare_data` -> `data.pipeline.make_dataset(trainin
 bucketing) -> `models.build_model` (embedding 32, LSTM 128, last-step pooling, keep 0.75 on
 input, state and output) -> the trainer's `TrainLoop` with XLA, in the trainer's chunks
 (`rnn_throughput.time_epochs`). One warm-up epoch (it compiles every batch shape), then one
-timed epoch. A cell holds about `--tokens` real tokens (at least 3 batches).
+timed epoch. A cell holds about `--tokens` real tokens (at least 3 batches). Each cell takes the
+strategy the CLI would for its batch (`trainer.distribution.make_strategy`: on 2 cores, 2 CPU
+replicas from batch 64 on, none at batch 16), printed as "replicas".
 
 Printed per cell: real tokens/s, padding share, the time lengths XLA compiled (each batch's
 padded by `trainer.steps.compiled_length`), and the ratio of its
@@ -43,6 +45,7 @@ from data.pipeline import make_dataset  # noqa: E402
 from data.prepare import prepare_data  # noqa: E402
 from models import build_model  # noqa: E402
 from models.config import ModelConfig  # noqa: E402
+from trainer import distribution  # noqa: E402
 from trainer.config import Config, TrainConfig  # noqa: E402
 from trainer.optimization import make_optimizer  # noqa: E402
 from trainer.steps import TrainLoop, compiled_length  # noqa: E402
@@ -77,6 +80,9 @@ def bench_cell(median, batch, tokens, workdir, time_epochs):
     n = max(3, -(-tokens // (median * batch))) * batch  # whole batches: an epoch reads n sequences
     train_file = os.path.join(workdir, f"train-{median}-{batch}.jsonl")
     written = write_tokens(train_file, n, median)
+    # The strategy the CLI would take for this batch (auto CPU replicas), made before the first
+    # cell's TensorFlow work; later cells reuse its logical devices.
+    strategy, worker = distribution.make_strategy(cpu_replicas=0, batch_size=batch)
     data_config = DataConfig(train_data=train_file, eval_fraction=0.0, batch_size=batch)
     train_config = TrainConfig(model_dir=os.path.join(workdir, f"run-{median}-{batch}"), seed=SEED,
                                jit_compile="on")
@@ -90,7 +96,6 @@ def bench_cell(median, batch, tokens, workdir, time_epochs):
     model_config = with_data_spec(Config(model=model_config), prepared.spec).model
     steps_per_epoch = max(1, -(-prepared.splits["train"].num_records // batch))
     keras.utils.set_random_seed(SEED)
-    strategy = tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(model_config)
         optimizer = make_optimizer(train_config, 2 * steps_per_epoch)
@@ -101,7 +106,8 @@ def bench_cell(median, batch, tokens, workdir, time_epochs):
         model, optimizer, model_config.resolved_head, strategy=strategy, iterators=[iter(dataset)],
         rng=tf.random.Generator.from_seed(SEED), step=tf.Variable(0, dtype=tf.int64),
         clip_norm=train_config.clip_norm, label_smoothing=0.0, class_weights=None,
-        element_spec=dataset.element_spec, grad_accum_steps=1, jit_compile=True)
+        element_spec=dataset.element_spec, grad_accum_steps=1, jit_compile=True,
+        batch_split=worker.cpu_replicas)
     periods = (train_config.log_step_count_steps, steps_per_epoch)
     started = time.perf_counter()
     time_epochs(loop, steps_per_epoch, periods, 1)  # warm-up: every shape compiles here
@@ -113,7 +119,7 @@ def bench_cell(median, batch, tokens, workdir, time_epochs):
     return {"median": median, "batch": batch, "records": n, "written_tokens": written,
             "sequences": sequences, "tokens": real_tokens,
             "seconds": seconds, "warmup_seconds": warmup, "tokens_per_second": real_tokens / seconds,
-            "padding_share": padding, "shapes": shapes}
+            "padding_share": padding, "shapes": shapes, "cpu_replicas": worker.cpu_replicas}
 
 
 def main(argv=None):
@@ -146,14 +152,16 @@ def main(argv=None):
                       f"{cell['shapes'][:3]}{'...' if len(cell['shapes']) > 3 else ''}, warm-up "
                       f"{cell['warmup_seconds']:.1f} s", flush=True)
     reference = cells[0]["tokens_per_second"]
-    print(f"\n{'median':>6s} {'batch':>5s} {'real tok/s':>10s} {'ratio':>6s} {'padding':>7s} {'shapes':>6s}")
+    print(f"\n{'median':>6s} {'batch':>5s} {'real tok/s':>10s} {'ratio':>6s} {'padding':>7s} {'shapes':>6s} "
+          f"{'replicas':>8s}")
     for cell in cells:
         if cell.get("out_of_memory"):
             print(f"{cell['median']:6d} {cell['batch']:5d} {'out of memory':>10s} {cell['allocation']}")
             continue
         cell["ratio"] = cell["tokens_per_second"] / reference
         print(f"{cell['median']:6d} {cell['batch']:5d} {cell['tokens_per_second']:10.0f} "
-              f"{cell['ratio']:6.2f} {cell['padding_share']:7.3f} {len(cell['shapes']):6d}")
+              f"{cell['ratio']:6.2f} {cell['padding_share']:7.3f} {len(cell['shapes']):6d} "
+              f"{cell['cpu_replicas']:8d}")
     print(f"ratio: real tokens/s against median {cells[0]['median']}, batch {cells[0]['batch']} "
           f"(LSTM {UNITS}, embedding {EMBEDDING}, XLA, {os.cpu_count()} cores visible)")
     print(f"total wall time {time.perf_counter() - wall:.0f} s")
