@@ -150,3 +150,27 @@ def test_bucket_boundaries_follow_the_length_quantiles(dense):
     cuts = bucket_boundaries(spec, 3)
     assert list(cuts) == sorted(set(cuts)) and all(spec.length_quantiles[0] < c <= 5
                                                     for c in cuts)
+
+
+def test_gzip_shards_of_an_older_preparation_read_the_same(dense, tmp_path):
+    """Preparations before 2026-12-06 wrote `.tfrecord.gz` shards; a model dir resumed from
+    one is read as gzip, by its names, into the same batches. Mixed lists are refused."""
+    import tensorflow as tf
+
+    config, prepared = dense
+    plain = list(prepared.splits["train"].files)
+    zipped = []
+    for path in plain:
+        target = str(tmp_path / (path.rsplit("/", 1)[-1] + ".gz"))
+        with tf.io.TFRecordWriter(target, options="GZIP") as writer:
+            for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+                writer.write(record)
+        zipped.append(target)
+    spec = prepared.spec
+    expected = batches(make_dataset(plain, spec, config, training=False, seed=0))
+    got = batches(make_dataset(zipped, spec, config, training=False, seed=0))
+    assert len(got) == len(expected) > 0
+    for a, b in zip(got, expected):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="mixed gzip and uncompressed shards"):
+        make_dataset(plain[:1] + zipped[1:], spec, config, training=False, seed=0)
