@@ -429,24 +429,31 @@ def bench_keras(data, epochs, dropout):
     return timed(epoch, len(x), epochs)
 
 
+def _peer_process(name, command_for, data):
+    """(seq/s, loss, others CPU, epoch rates) of a peer row run in a process of its own on the
+    workload saved as an .npz file; `command_for(path)` is its command line, whose last stdout
+    line is the row as JSON."""
+    with tempfile.TemporaryDirectory(prefix="peer_") as scratch:
+        path = os.path.join(scratch, "data.npz")
+        np.savez(path, x=data[0], lengths=data[1], labels=data[2])
+        meter = CpuMeter()
+        result = _run_in_repo(command_for(path))
+        other_cpu = meter.others()
+    if result.returncode:
+        raise RuntimeError(f"{name} failed: {result.stderr[-2000:]}")
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    return row["sequences_per_second"], row["loss"], other_cpu, row["epoch_rates"]
+
+
 def bench_keras_process(data, epochs, dropout):
-    """(seq/s, loss, others CPU) of `bench_keras` in a process of its own, as the PyTorch row's.
+    """`bench_keras` in a process of its own, as the PyTorch row's (see `_peer_process`).
 
     In the process that had just run the trainer rows (their pipelines and compiled functions
     still held) the Keras dropout row measured 322-337 seq/s, against 393-399 in a fresh one.
     """
-    with tempfile.TemporaryDirectory(prefix="keras_peer_") as scratch:
-        path = os.path.join(scratch, "data.npz")
-        np.savez(path, x=data[0], lengths=data[1], labels=data[2])
-        meter = CpuMeter()
-        result = _run_in_repo([sys.executable, os.path.abspath(__file__), "--keras-peer",
-                               "dropout" if dropout else "plain", "--peer-data", path,
-                               "--epochs", str(epochs)])
-        other_cpu = meter.others()
-    if result.returncode:
-        raise RuntimeError(f"Keras peer process failed: {result.stderr[-2000:]}")
-    row = json.loads(result.stdout.strip().splitlines()[-1])
-    return row["sequences_per_second"], row["loss"], other_cpu, row["epoch_rates"]
+    return _peer_process("the Keras peer process", lambda path: [
+        sys.executable, os.path.abspath(__file__), "--keras-peer", "dropout" if dropout else "plain",
+        "--peer-data", path, "--epochs", str(epochs)], data)
 
 
 def _keras_peer_main(kind, path, epochs):
@@ -458,22 +465,13 @@ def _keras_peer_main(kind, path, epochs):
 
 
 def bench_torch(data, epochs):
-    """(seq/s, loss, others CPU) of `bench/torch_peer.py` (PyTorch nn.LSTM, padded) in its own
-    process on the same data, or None when torch is not installed (the `bench-torch` extra)."""
+    """`bench/torch_peer.py` (PyTorch nn.LSTM, padded) in its own process on the same data (see
+    `_peer_process`), or None when torch is not installed (the `bench-torch` extra)."""
     if importlib.util.find_spec("torch") is None:
         return None
-    with tempfile.TemporaryDirectory(prefix="torch_peer_") as scratch:
-        path = os.path.join(scratch, "data.npz")
-        np.savez(path, x=data[0], lengths=data[1], labels=data[2])
-        meter = CpuMeter()
-        result = subprocess.run(
-            [sys.executable, os.path.join(REPO_ROOT, "bench", "torch_peer.py"), path, str(epochs), str(BATCH),
-             str(UNITS), str(KEEP), str(SEED)], capture_output=True, text=True, check=False)
-        other_cpu = meter.others()
-    if result.returncode:
-        raise RuntimeError(f"bench/torch_peer.py failed: {result.stderr[-2000:]}")
-    row = json.loads(result.stdout.strip().splitlines()[-1])
-    return row["sequences_per_second"], row["loss"], other_cpu, row["epoch_rates"]
+    return _peer_process("bench/torch_peer.py", lambda path: [
+        sys.executable, os.path.join(REPO_ROOT, "bench", "torch_peer.py"), path, str(epochs),
+        str(BATCH), str(UNITS), str(KEEP), str(SEED)], data)
 
 
 def timed(epoch, n, epochs):

@@ -7,7 +7,7 @@ list of width D per step) or `tokens` (one bytes value per step, text already to
 with the spec's label list, so a shard never disagrees with `labels.txt`.
 
 Shards are uncompressed `.tfrecord` files; a `.tfrecord.gz` shard (what preparations wrote
-before 2026-12-06) is read as gzip (`compression_of`).
+before 2026-12-06) is read as gzip (`data.file_io.tfrecord_compression`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,6 @@ import tensorflow as tf
 
 from data.records import Example
 from data.spec import DataSpec
-
-
-def compression_of(path: str) -> str:
-    """The `TFRecordDataset` compression_type of a shard: "GZIP" for a `.gz` name, else ""."""
-    return "GZIP" if path.endswith(".gz") else ""
 
 
 def _bytes(values) -> tf.train.Feature:

@@ -21,6 +21,11 @@ from data import bad_records as br
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+def tfrecord_compression(path: str) -> str:
+    """The `TFRecordDataset` compression_type of a TFRecord file: "GZIP" for a `.gz` name, else ""."""
+    return "GZIP" if path.endswith(".gz") else ""
+
+
 def without_gz(path: str) -> str:
     """The path without a trailing `.gz` (the name that says the format)."""
     return path[:-3] if path.endswith(".gz") else path

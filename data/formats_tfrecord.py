@@ -16,7 +16,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from data import bad_records as br
-from data.file_io import GZIP_MAGIC, open_bytes, tf_reason
+from data.file_io import GZIP_MAGIC, open_bytes, tf_reason, tfrecord_compression
 from data.raw_record import FieldNames, RawRecord, bad_record
 
 NAME = "tfrecord"
@@ -30,8 +30,7 @@ def read(path: str, csv_delimiter: str = "") -> Iterator[RawRecord]:
       DataFileError: the file is corrupt, or ends inside a record (also when gzip-compressed).
     """
     del csv_delimiter
-    compression = "GZIP" if path.endswith(".gz") else ""
-    dataset = tf.data.TFRecordDataset(path, compression_type=compression)
+    dataset = tf.data.TFRecordDataset(path, compression_type=tfrecord_compression(path))
     number = offset = 0
     try:
         for serialized in dataset.as_numpy_iterator():

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from data import canonical
 from data.config import DataConfig
+from data.file_io import tfrecord_compression
 from data.spec import DataSpec
 from data.tokenizer import make_token_lookup
 
@@ -73,7 +74,7 @@ def make_dataset(files: Sequence[str], spec: DataSpec, config: DataConfig, *, tr
     repeat = training if repeat is None else repeat
     parallel = tf.data.AUTOTUNE
 
-    compressions = {canonical.compression_of(f) for f in files}
+    compressions = {tfrecord_compression(f) for f in files}
     if len(compressions) > 1:
         raise ValueError(f"make_dataset: mixed gzip and uncompressed shards {files}")
     compression = compressions.pop()

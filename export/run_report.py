@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
-from data.canonical import compression_of
+from data.file_io import tfrecord_compression
 from data.prepare import prepared_dir, read_manifest
 from data.spec import DataSpec
 from export import figures, vertex_env
@@ -152,7 +152,7 @@ def _read_split(files: Sequence[str], spec: DataSpec) -> Dict[str, object]:
                    "tags": lambda: tf.reshape(lists["tags"], [-1])}[spec.target_kind]()
         return ctx["length"], targets
 
-    dataset = (tf.data.TFRecordDataset(list(files), compression_type=compression_of(files[0]))
+    dataset = (tf.data.TFRecordDataset(list(files), compression_type=tfrecord_compression(files[0]))
                .take(MAX_RECORDS_READ)
                .batch(4096).map(parse))
     lengths, index = [], {label.encode("utf-8"): i for i, label in enumerate(spec.labels)}

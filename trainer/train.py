@@ -246,7 +246,7 @@ def _train(run: _Run) -> _Outcome:
         iterators=run.iterators, rng=run.rng, step=step, clip_norm=tc.clip_norm,
         label_smoothing=mc.resolved_label_smoothing, class_weights=class_weights,
         element_spec=run.train_datasets[0].element_spec, grad_accum_steps=tc.grad_accum_steps,
-        jit_compile=jit, stop=stop_signal.variable, batch_split=run.worker.cpu_replicas)
+        jit_compile=jit, stop=stop_signal.variable, batch_split=worker.cpu_replicas)
     writers = summaries.Writers(run.model_dir, enabled=worker.is_chief)
     writers.hparams(config)
     writers.skipped_records(run.prepared, step=int(step))
